@@ -1,0 +1,242 @@
+"""The engine API the CLI, evaluation and editors call: infill, generate, refine.
+
+Prompt layout (what the model was trained on): each context file as `<|file|>path\\n` + text,
+then the edited file as `<|file|>path\\n` + prefix + [MASK]*L + suffix + `<|endoftext|>`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from dcode.diffusion.sampler import Canvas, DecodeOptions, DecodeStats, HoleState, denoise
+from dcode.errors import InputError
+from dcode.model.loader import LoadedModel
+
+DEFAULT_INFILL_TOKENS = 32
+DEFAULT_GENERATE_BLOCK = 32
+
+
+@dataclass
+class Completion:
+    text: str
+    token_ids: list[int]
+    confidences: list[float]
+    stats: DecodeStats
+    deadline_hit: bool = False
+
+    def as_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "tokens": len(self.token_ids),
+            "mean_confidence": round(sum(self.confidences) / len(self.confidences), 4) if self.confidences else None,
+            **self.stats.as_dict(),
+        }
+
+
+@dataclass
+class Prompt:
+    """Token ids around the hole."""
+
+    before: list[int]
+    after: list[int]
+
+
+def build_prompt(
+    model: LoadedModel,
+    prefix: str,
+    suffix: str,
+    *,
+    path: str | None = None,
+    context: Sequence[tuple[str, str]] = (),
+    reserve: int = 0,
+) -> Prompt:
+    """Token ids before and after the hole, cut to fit the model's context length.
+
+    `reserve` tokens are kept free for the hole. When it does not fit, whole context files go
+    first (the last ones, which the context ranking put last), then the far ends of the prefix
+    and suffix.
+    """
+    tok = model.tokenizer
+    budget = model.config.max_seq_len - reserve
+    if budget <= 0:
+        raise InputError(f"the hole ({reserve} tokens) does not fit the model's context of {model.config.max_seq_len}")
+    head = [tok.bos_id] if tok.bos_id is not None else []
+    file_ids = tok.encode_file_header(path or "untitled") + tok.encode(prefix)
+    after = tok.encode(suffix) + [tok.eos_id]
+    ctx = [tok.encode_file_header(p) + tok.encode(text) for p, text in context]
+    while ctx and len(head) + sum(map(len, ctx)) + len(file_ids) + len(after) > budget:
+        ctx.pop()
+    room = budget - len(head) - sum(map(len, ctx))
+    if len(file_ids) + len(after) > room:
+        # Keep the text nearest the hole: at most half the room for each side, the rest to
+        # whichever side needs it.
+        keep_after = min(len(after), max(room // 2, room - len(file_ids)))
+        keep_before = room - keep_after
+        file_ids = file_ids[len(file_ids) - keep_before :] if keep_before > 0 else []
+        after = after[:keep_after] if keep_after > 0 else []
+    return Prompt(head + [i for c in ctx for i in c] + file_ids, after)
+
+
+def _finish(model: LoadedModel, state: HoleState) -> Completion:
+    """Drop pads; cut at the first end-of-text or stop token."""
+    tok = model.tokenizer
+    ids: list[int] = []
+    conf: list[float] = []
+    for t, c in zip(state.tokens, state.confidences):
+        if t == tok.pad_id:
+            continue
+        if t in tok.stop_ids:
+            break
+        ids.append(t)
+        conf.append(c)
+    return Completion(tok.decode(ids), ids, conf, state.stats, state.deadline_hit)
+
+
+def _run(model: LoadedModel, canvas: Canvas, options: DecodeOptions, **flags) -> Iterator[HoleState | Completion]:
+    last: HoleState | None = None
+    for state in denoise(model, canvas, options, **flags):
+        last = state
+        if not state.done:
+            yield state
+    assert last is not None
+    yield _finish(model, last)
+
+
+def infill_stream(
+    model: LoadedModel,
+    prefix: str,
+    suffix: str,
+    *,
+    path: str | None = None,
+    context: Sequence[tuple[str, str]] = (),
+    options: DecodeOptions | None = None,
+) -> Iterator[HoleState | Completion]:
+    """Yield the hole after every pass, then the final Completion."""
+    options = options or DecodeOptions()
+    length = min(options.initial_tokens or DEFAULT_INFILL_TOKENS, options.max_tokens)
+    prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=options.max_tokens)
+    canvas = Canvas.build(prompt.before, [model.tokenizer.mask_id] * length, prompt.after, model.tokenizer.mask_id, model.device)
+    yield from _run(model, canvas, options)
+
+
+def generate_stream(
+    model: LoadedModel, prompt: str | list[int], options: DecodeOptions | None = None
+) -> Iterator[HoleState | Completion]:
+    """Continue `prompt` (text, or ready-made ids such as a chat template) until an end token."""
+    options = options or DecodeOptions()
+    if options.block_size is None:
+        options = dataclasses.replace(options, block_size=DEFAULT_GENERATE_BLOCK)
+    tok = model.tokenizer
+    if isinstance(prompt, str):
+        ids = ([tok.bos_id] if tok.bos_id is not None else []) + tok.encode(prompt)
+    else:
+        ids = list(prompt)
+    limit = model.config.max_seq_len - options.max_tokens
+    if limit <= 0:
+        raise InputError(f"max_tokens {options.max_tokens} does not fit the model's context of {model.config.max_seq_len}")
+    ids = ids[-limit:]
+    length = min(options.initial_tokens or options.block_size, options.max_tokens)
+    canvas = Canvas.build(ids, [tok.mask_id] * length, [], tok.mask_id, model.device)
+    yield from _run(model, canvas, options)
+
+
+def refine_stream(
+    model: LoadedModel,
+    prefix: str,
+    suffix: str,
+    draft: Completion,
+    *,
+    remask: int | None = None,
+    lines: tuple[int, int] | None = None,
+    path: str | None = None,
+    context: Sequence[tuple[str, str]] = (),
+    options: DecodeOptions | None = None,
+) -> Iterator[HoleState | Completion]:
+    """Revise a finished draft in place, everything else fixed.
+
+    remask=k: re-mask the draft's k least confident tokens and denoise them again (same slots).
+    lines=(a, b): regenerate the draft's lines a..b (1-based, inclusive) as a fresh hole that
+        may come out shorter or longer.
+    """
+    options = options or DecodeOptions()
+    tok = model.tokenizer
+    ids, conf = list(draft.token_ids), list(draft.confidences)
+    if not ids:
+        raise InputError("nothing to refine: the proposal is empty")
+    prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=len(ids) + options.max_tokens)
+    if lines is not None:
+        first, last = _line_token_range(model, ids, lines)
+        slack = max(8, (last - first) // 2)
+        # The chosen lines become a hole of their own (pads, growth and blocks apply); the rest
+        # of the draft is fixed context on either side.
+        canvas = Canvas.build(
+            prompt.before + ids[:first], [tok.mask_id] * (last - first + slack), ids[last:] + prompt.after,
+            tok.mask_id, model.device,
+        )
+        inner_options = dataclasses.replace(options, max_tokens=max(options.max_tokens, last - first + slack))
+        for item in _run(model, canvas, inner_options):
+            if isinstance(item, Completion):
+                yield Completion(
+                    tok.decode(ids[:first] + item.token_ids + ids[last:]),
+                    ids[:first] + item.token_ids + ids[last:],
+                    conf[:first] + item.confidences + conf[last:],
+                    item.stats,
+                    item.deadline_hit,
+                )
+            else:
+                yield HoleState(
+                    ids[:first] + item.tokens + ids[last:], conf[:first] + item.confidences + conf[last:],
+                    item.mask_id, item.stats, item.deadline_hit,
+                )
+        return
+    k = remask if remask is not None else max(1, len(ids) // 4)
+    k = max(1, min(k, len(ids)))
+    order = sorted(range(len(ids)), key=lambda i: conf[i])[:k]
+    hole = list(ids)
+    for i in order:
+        hole[i] = tok.mask_id
+    canvas = Canvas.build(prompt.before, hole, prompt.after, tok.mask_id, model.device)
+    # Kept tokens keep the confidence they were committed with.
+    hs = canvas.hole_start
+    canvas.confidence[hs : canvas.hole_end] = canvas.confidence.new_tensor(conf)
+    canvas.confidence[canvas.editable] = 0.0
+    yield from _run(model, canvas, options, grow=False, end_fills_rest=False)
+
+
+def _line_token_range(model: LoadedModel, ids: list[int], lines: tuple[int, int]) -> tuple[int, int]:
+    """Token index range [first, last) covering lines a..b of the decoded draft."""
+    a, b = lines
+    text = model.tokenizer.decode(ids)
+    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    if a < 1 or b < a or a > n_lines:
+        raise InputError(f"lines {a}-{b} are outside the proposal (it has {n_lines} lines)")
+    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    lo = starts[a - 1]
+    hi = starts[b] if b < len(starts) else len(text)
+    spans = model.tokenizer.char_spans(ids)
+    covered = [i for i, (s, e) in enumerate(spans) if s < hi and e > lo]
+    if not covered:
+        raise InputError(f"lines {a}-{b} of the proposal hold no tokens")
+    return covered[0], covered[-1] + 1
+
+
+def _last(stream: Iterator[HoleState | Completion]) -> Completion:
+    result = None
+    for result in stream:
+        pass
+    assert isinstance(result, Completion)
+    return result
+
+
+def infill(model: LoadedModel, prefix: str, suffix: str, **kwargs) -> Completion:
+    return _last(infill_stream(model, prefix, suffix, **kwargs))
+
+
+def generate(model: LoadedModel, prompt: str | list[int], options: DecodeOptions | None = None) -> Completion:
+    return _last(generate_stream(model, prompt, options))
+
+
+def refine(model: LoadedModel, prefix: str, suffix: str, draft: Completion, **kwargs) -> Completion:
+    return _last(refine_stream(model, prefix, suffix, draft, **kwargs))

@@ -1,0 +1,199 @@
+"""A bidirectional transformer for masked diffusion (no causal mask), in one file.
+
+Pre-norm blocks with RMSNorm, rotate-half rotary embeddings, grouped-query attention through
+`scaled_dot_product_attention`, SwiGLU MLP. The forward pass can take a `KVCache` holding the
+keys/values of positions that stay fixed between denoising steps (the context around a hole), so
+the sampler recomputes only the active positions: queries come from the active tokens, keys and
+values are the cached ones plus the active ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dcode.model.config import ModelConfig
+
+
+@dataclass
+class KVCache:
+    """Per-layer post-RoPE keys and values, each [B, n_kv_heads, S, head_dim]."""
+
+    keys: list[Tensor]
+    values: list[Tensor]
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[2] if self.keys else 0
+
+    def select(self, index: Tensor) -> "KVCache":
+        """Keep only the positions in `index` (1-D, positions along S)."""
+        return KVCache(
+            [k.index_select(2, index) for k in self.keys],
+            [v.index_select(2, index) for v in self.values],
+        )
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # Normalise in float32, cast back, then scale: the order Dream and LLaDA use, which
+        # matters for bf16 parity with their checkpoints.
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
+
+
+def rope_tables(positions: Tensor, head_dim: int, theta: float, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """cos/sin tables [B, T, head_dim] for rotate-half RoPE, computed in float32."""
+    inv_freq = 1.0 / (
+        theta ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim)
+    )
+    freqs = positions.float()[..., None] * inv_freq
+    emb = torch.cat([freqs, freqs], dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    # x: [B, H, T, D]; tables: [B, T, D] broadcast over heads.
+    return x * cos[:, None] + rotate_half(x) * sin[:, None]
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.n_kv_heads = cfg.n_kv_heads
+        self.head_dim = cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=cfg.qkv_bias)
+        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
+        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias)
+        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cached: tuple[Tensor, Tensor] | None,
+        attn_mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.wv(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        new_k, new_v = k, v
+        if cached is not None:
+            # Cached (fixed) positions come first along the key axis; attn_mask follows that order.
+            k = torch.cat([cached[0], k], dim=2)
+            v = torch.cat([cached[1], v], dim=2)
+        # Query head j reads kv head j // n_rep (the grouping Dream's repeat_kv and LLaDA's
+        # repeat_interleave both use).
+        n_rep = self.n_heads // self.n_kv_heads
+        if n_rep > 1:
+            k = k.repeat_interleave(n_rep, dim=1)
+            v = v.repeat_interleave(n_rep, dim=1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
+        out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
+        return self.wo(out), new_k, new_v
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.w_gate = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.w_up = nn.Linear(cfg.dim, cfg.ffn_dim, bias=False)
+        self.w_down = nn.Linear(cfg.ffn_dim, cfg.dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w_down(F.silu(self.w_gate(x)) * self.w_up(x))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, cached, attn_mask):
+        a, k, v = self.attn(self.attn_norm(x), cos, sin, cached, attn_mask)
+        x = x + a
+        x = x + self.mlp(self.mlp_norm(x))
+        return x, k, v
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.head.weight = self.embed.weight
+
+    def init_weights(self, seed: int = 0) -> None:
+        """GPT-2 style init (N(0, 0.02), residual projections scaled by depth)."""
+        gen = torch.Generator().manual_seed(seed)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                nn.init.ones_(p)
+            elif name.endswith(".bias"):
+                nn.init.zeros_(p)
+            else:
+                std = 0.02 / (2 * self.cfg.n_layers) ** 0.5 if name.endswith(("wo.weight", "w_down.weight")) else 0.02
+                with torch.no_grad():
+                    p.copy_(torch.randn(p.shape, generator=gen) * std)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        positions: Tensor | None = None,
+        cache: KVCache | None = None,
+        key_mask: Tensor | None = None,
+        return_cache: bool = False,
+    ) -> Tensor | tuple[Tensor, KVCache]:
+        """Logits [B, T, V] for `tokens` [B, T] (raw rows: row i is the output at position i).
+
+        positions: [B, T] or [T] absolute positions of `tokens` (default 0..T-1); with a cache,
+            pass the positions the active tokens occupy in the full canvas.
+        cache: keys/values of the fixed positions, attended to but not recomputed.
+        key_mask: [B, S] bool over keys (cache positions first, then `tokens`); False = padding.
+        return_cache: also return the keys/values of `tokens` as a KVCache.
+        """
+        B, T = tokens.shape
+        if positions is None:
+            positions = torch.arange(T, device=tokens.device)
+        if positions.dim() == 1:
+            positions = positions.expand(B, T)
+        x = self.embed(tokens)
+        cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
+        attn_mask = key_mask[:, None, None, :] if key_mask is not None else None
+        keys: list[Tensor] = []
+        values: list[Tensor] = []
+        for i, block in enumerate(self.blocks):
+            cached = (cache.keys[i], cache.values[i]) if cache is not None else None
+            x, k, v = block(x, cos, sin, cached, attn_mask)
+            if return_cache:
+                keys.append(k)
+                values.append(v)
+        logits = self.head(self.norm(x))
+        if return_cache:
+            return logits, KVCache(keys, values)
+        return logits

@@ -1,0 +1,87 @@
+"""Shared fixtures: a tiny tokenizer and tiny random models built on the spot (CPU, milliseconds)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from dcode.model.config import ModelConfig
+from dcode.model.loader import LoadedModel, build_model
+from dcode.model.tokenizer import Tokenizer, train_tokenizer
+from dcode.model.transformer import KVCache
+
+TINY_CORPUS = [
+    "def add(a, b):\n    return a + b\n",
+    "class Point:\n    def __init__(self, x, y):\n        self.x = x\n        self.y = y\n",
+    "for i in range(10):\n\tprint(i)\n",
+    "import os\nimport sys\n\nprint(os.getcwd(), sys.argv)\n",
+    "function f(x) {\n  return x * 2;\n}\n",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer() -> Tokenizer:
+    return train_tokenizer(TINY_CORPUS, vocab_size=300)
+
+
+def tiny_config(tok: Tokenizer, **overrides) -> ModelConfig:
+    fields = dict(
+        vocab_size=320, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, ffn_dim=64, max_seq_len=512,
+        mask_id=tok.mask_id, pad_id=tok.pad_id, eos_id=tok.eos_id,
+    )
+    fields.update(overrides)
+    return ModelConfig(**fields)
+
+
+@pytest.fixture
+def tiny_model(tiny_tokenizer) -> LoadedModel:
+    return build_model(tiny_config(tiny_tokenizer), tiny_tokenizer, device="cpu", seed=0)
+
+
+class ScriptedNet(nn.Module):
+    """A stand-in network whose prediction at each canvas position is a rule we choose.
+
+    `rule(position, canvas_tokens) -> (token_id, confidence)`; it speaks the Transformer's
+    forward interface (positions, cache, return_cache) so the real sampler drives it.
+    """
+
+    def __init__(self, vocab: int, rule: Callable[[int, Tensor], tuple[int, float]]) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.rule = rule
+        self.calls: list[int] = []  # number of positions computed per call
+        self.full_tokens: Tensor | None = None
+
+    def forward(self, tokens, positions=None, cache=None, key_mask=None, return_cache=False):
+        B, T = tokens.shape
+        if positions is None:
+            positions = torch.arange(T)
+            self.full_tokens = tokens[0].clone()
+        else:
+            # With a cache, the active tokens are written back into the last full canvas.
+            self.full_tokens[positions] = tokens[0]
+        self.calls.append(T)
+        logits = torch.zeros(B, T, self.vocab)
+        for j, p in enumerate(positions.tolist()):
+            tok, conf = self.rule(p, self.full_tokens)
+            # Softmax gives the chosen token probability `conf`, the rest share what is left.
+            rest = (1 - conf) / (self.vocab - 1)
+            logits[:, j] = torch.log(torch.tensor(max(rest, 1e-12)))
+            logits[:, j, tok] = torch.log(torch.tensor(conf))
+        if return_cache:
+            empty = torch.zeros(B, 1, T, 1)
+            return logits, KVCache([empty], [empty])
+        return logits
+
+
+@pytest.fixture
+def scripted(tiny_tokenizer) -> Callable[..., LoadedModel]:
+    def make(rule: Callable[[int, Tensor], tuple[int, float]]) -> LoadedModel:
+        cfg = tiny_config(tiny_tokenizer)
+        net = ScriptedNet(cfg.vocab_size, rule)
+        return LoadedModel(net, tiny_tokenizer, cfg, torch.device("cpu"), torch.float32, None)
+
+    return make

@@ -1,0 +1,90 @@
+"""The transformer: shapes, bidirectionality, and the KV cache of fixed positions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dcode.errors import ModelError
+from dcode.model.device import resolve_device, resolve_dtype
+from dcode.model.loader import align_logits, build_model
+from dcode.model.transformer import Transformer
+from tests.conftest import tiny_config
+
+
+def test_logits_shape(tiny_model):
+    ids = torch.randint(0, 300, (3, 17))
+    assert tiny_model.logits(ids).shape == (3, 17, tiny_model.config.vocab_size)
+
+
+def test_attention_is_bidirectional(tiny_model):
+    # Changing a late token must change the output at an earlier position (no causal mask).
+    ids = torch.randint(4, 300, (1, 12))
+    other = ids.clone()
+    other[0, 10] = (other[0, 10] + 1) % 300
+    a, b = tiny_model.logits(ids), tiny_model.logits(other)
+    assert not torch.allclose(a[0, 2], b[0, 2])
+
+
+@pytest.mark.parametrize("qkv_bias", [False, True])
+def test_cached_forward_matches_full_forward(tiny_tokenizer, qkv_bias):
+    cfg = tiny_config(tiny_tokenizer, qkv_bias=qkv_bias, tie_embeddings=False)
+    net = Transformer(cfg)
+    net.init_weights(1)
+    if qkv_bias:
+        for block in net.blocks:
+            torch.nn.init.normal_(block.attn.wq.bias, std=0.5)
+            torch.nn.init.normal_(block.attn.wk.bias, std=0.5)
+    ids = torch.randint(0, 300, (2, 20))
+    full, kv = net(ids, return_cache=True)
+    active = torch.tensor([7, 8, 9, 10, 11])
+    fixed = torch.tensor([i for i in range(20) if i not in active.tolist()])
+    part = net(ids[:, active], positions=active, cache=kv.select(fixed))
+    torch.testing.assert_close(part, full[:, active], atol=1e-5, rtol=1e-5)
+    # ...and the cache matters: without it the active rows see a different context.
+    alone = net(ids[:, active], positions=active)
+    assert not torch.allclose(alone, full[:, active], atol=1e-3)
+
+
+def test_key_mask_hides_padding(tiny_tokenizer):
+    cfg = tiny_config(tiny_tokenizer)
+    net = Transformer(cfg)
+    net.init_weights(2)
+    ids = torch.randint(4, 300, (1, 10))
+    padded = torch.cat([torch.full((1, 3), cfg.pad_id), ids], dim=1)
+    key_mask = torch.tensor([[False] * 3 + [True] * 10])
+    # RoPE is relative, so shifting the real tokens by 3 positions with masked pads changes nothing.
+    torch.testing.assert_close(net(padded, key_mask=key_mask)[:, 3:], net(ids), atol=1e-5, rtol=1e-5)
+
+
+def test_align_logits_shift():
+    raw = torch.arange(5.0).view(1, 5, 1)
+    assert align_logits(raw, 0).flatten().tolist() == [0, 1, 2, 3, 4]
+    assert align_logits(raw, 1).flatten().tolist() == [0, 0, 1, 2, 3]
+
+
+def test_tied_and_untied_heads(tiny_tokenizer):
+    tied = build_model(tiny_config(tiny_tokenizer, tie_embeddings=True), tiny_tokenizer)
+    untied = build_model(tiny_config(tiny_tokenizer, tie_embeddings=False), tiny_tokenizer)
+    assert tied.net.head.weight is tied.net.embed.weight
+    assert untied.net.head.weight is not untied.net.embed.weight
+    params = lambda m: sum(p.numel() for p in m.net.parameters())  # noqa: E731
+    assert params(tied) == tied.config.num_parameters()
+    assert params(untied) == untied.config.num_parameters()
+
+
+def test_device_policy():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_dtype(None, torch.device("cpu")) == torch.float32
+    assert resolve_dtype(None, torch.device("cuda")) == torch.bfloat16
+    assert resolve_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ModelError, match="dtype"):
+        resolve_dtype("int3", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_config_rejects_bad_head_split(tiny_tokenizer):
+    with pytest.raises(ModelError, match="n_kv_heads"):
+        tiny_config(tiny_tokenizer, n_heads=4, n_kv_heads=3)
