@@ -1,0 +1,5 @@
+"""`python -m dcode`."""
+
+from dcode.cli import main
+
+main()

@@ -1,0 +1,230 @@
+"""The `dcode` command line: a thin layer over workflow, engine and edit modules."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dcode import __version__
+from dcode.errors import EXIT_MODEL, DcodeError
+
+app = typer.Typer(
+    name="dcode",
+    help="A coding assistant on a local diffusion model: fill holes, write functions, refine in place.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+bench_app = typer.Typer(help="Benchmarks that print figures (context assembly, decoding speed).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+# Options shared by the commands that run the model.
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory (default: $DCODE_MODEL, else the shipped model).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")]
+ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Commit every slot at least this confident per pass.")]
+PerStepOpt = Annotated[Optional[int], typer.Option("--tokens-per-step", help="Fixed schedule: commit this many per pass (1 = one token per pass).")]
+StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Cap on denoising passes.")]
+BlockOpt = Annotated[Optional[int], typer.Option("--block-size", help="Denoise in blocks of this many tokens, left to right.")]
+MaxTokOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Longest the hole may grow.")]
+TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
+DiffOpt = Annotated[bool, typer.Option("--diff", help="Print only the unified diff (for git apply).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+NoLiveOpt = Annotated[bool, typer.Option("--no-live", help="No live denoising view.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Recompute the whole canvas every pass.")]
+
+
+def _flags(**kwargs) -> dict:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+@app.callback(invoke_without_command=True)
+def main_callback(
+    ctx: typer.Context,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+    model: ModelOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+) -> None:
+    if version:
+        typer.echo(f"dcode {__version__}")
+        raise typer.Exit()
+    ctx.obj = _flags(model=model, device=device, dtype=dtype)
+
+
+def _ctx_flags(ctx: typer.Context, **kwargs) -> dict:
+    merged = dict(ctx.obj or {})
+    merged.update(_flags(**kwargs))
+    return merged
+
+
+@app.command()
+def fill(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="path (first marker/stub/syntax error), path:LINE, path:LINE:COL, path:A-B, path::Class.method")],
+    yes: YesOpt = False, diff: DiffOpt = False, json_out: JsonOpt = False, no_live: NoLiveOpt = False,
+    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+    threshold: ThresholdOpt = None, tokens_per_step: PerStepOpt = None, steps: StepsOpt = None,
+    block_size: BlockOpt = None, max_tokens: MaxTokOpt = None, temperature: TempOpt = None,
+    seed: SeedOpt = None, no_cache: NoCacheOpt = False,
+) -> None:
+    """Fill a hole: a `dcode: fill` marker, a line, a line range, a stub body or a syntax error."""
+    from dcode.commands import run_propose
+
+    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, threshold=threshold,
+                       tokens_per_step=tokens_per_step, steps=steps, block_size=block_size,
+                       max_tokens=max_tokens, temperature=temperature, seed=seed,
+                       cache=False if no_cache else None)
+    run_propose(target, "fill", flags, yes=yes, diff_only=diff, json_out=json_out, live=not no_live)
+
+
+@app.command()
+def write(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="path::function, path::Class.method, or path:LINE inside the function")],
+    yes: YesOpt = False, diff: DiffOpt = False, json_out: JsonOpt = False, no_live: NoLiveOpt = False,
+    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+    threshold: ThresholdOpt = None, tokens_per_step: PerStepOpt = None, steps: StepsOpt = None,
+    block_size: BlockOpt = None, max_tokens: MaxTokOpt = None, temperature: TempOpt = None,
+    seed: SeedOpt = None, no_cache: NoCacheOpt = False,
+) -> None:
+    """Write a whole function or method body from its signature, docstring and surroundings."""
+    from dcode.commands import run_propose
+
+    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, threshold=threshold,
+                       tokens_per_step=tokens_per_step, steps=steps, block_size=block_size,
+                       max_tokens=max_tokens, temperature=temperature, seed=seed,
+                       cache=False if no_cache else None)
+    run_propose(target, "write", flags, yes=yes, diff_only=diff, json_out=json_out, live=not no_live)
+
+
+@app.command()
+def refine(
+    ctx: typer.Context,
+    lines: Annotated[Optional[str], typer.Option("--lines", help="Regenerate only lines A-B of the proposal.")] = None,
+    passes: Annotated[int, typer.Option("--passes", min=1, help="Refinement passes to run.")] = 1,
+    remask: Annotated[Optional[int], typer.Option("--remask", min=1, help="Tokens to re-mask per pass (default: the least confident quarter).")] = None,
+    yes: YesOpt = False, diff: DiffOpt = False, json_out: JsonOpt = False, no_live: NoLiveOpt = False,
+    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+    threshold: ThresholdOpt = None, temperature: TempOpt = None, seed: SeedOpt = None,
+) -> None:
+    """Refine the pending proposal in place: re-mask its weakest tokens (or --lines) and denoise again."""
+    from dcode.commands import parse_line_range, run_refine
+
+    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, threshold=threshold,
+                       temperature=temperature, seed=seed)
+    span = parse_line_range(lines) if lines else None
+    run_refine(flags, passes=passes, remask=remask, lines=span, yes=yes, diff_only=diff,
+               json_out=json_out, live=not no_live)
+
+
+@app.command()
+def accept() -> None:
+    """Apply the pending proposal to its file."""
+    from dcode.commands import run_accept
+
+    run_accept()
+
+
+@app.command()
+def reject() -> None:
+    """Drop the pending proposal."""
+    from dcode.commands import run_reject
+
+    run_reject()
+
+
+@app.command()
+def undo(
+    steps: Annotated[int, typer.Option("--steps", "-n", min=1, help="How many applied changes to undo.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Undo even if the file was edited since.")] = False,
+) -> None:
+    """Restore the files of the last change dcode applied (repeat to go further back)."""
+    from dcode.commands import run_undo
+
+    run_undo(steps, force)
+
+
+@app.command()
+def context(
+    target: Annotated[str, typer.Argument(help="A target, as for `dcode fill`.")],
+    json_out: JsonOpt = False,
+    budget: Annotated[Optional[int], typer.Option("--budget", help="Context budget in tokens.")] = None,
+    model: ModelOpt = None,
+) -> None:
+    """Show what context would be sent to the model for TARGET, and why."""
+    from dcode.commands import run_context
+
+    run_context(target, json_out, budget, model)
+
+
+@app.command()
+def info(
+    ctx: typer.Context, model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Model, parameters, device, dtype and where the weights are."""
+    from dcode.commands import run_info
+
+    run_info(_ctx_flags(ctx, model=model, device=device, dtype=dtype), json_out)
+
+
+@app.command()
+def complete(
+    ctx: typer.Context,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="One request per line, one response per line, model kept loaded.")] = False,
+    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+) -> None:
+    """Editor contract: llama.cpp /infill-style JSON request on stdin, JSON response on stdout."""
+    from dcode.complete import serve_stdio
+
+    raise typer.Exit(serve_stdio(sys.stdin, sys.stdout, _ctx_flags(ctx, model=model, device=device, dtype=dtype), jsonl))
+
+
+@app.command()
+def demo(
+    ctx: typer.Context, no_live: NoLiveOpt = False, model: ModelOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Fill a hole in a small example file with the shipped model and show the diff (writes nothing)."""
+    from dcode.commands import run_demo
+
+    run_demo(_ctx_flags(ctx, model=model, device=device), live=not no_live)
+
+
+@bench_app.command("context")
+def bench_context(
+    path: Annotated[Optional[Path], typer.Argument(help="Tree to index (default: the Python standard library).")] = None,
+) -> None:
+    """Cold and warm index time and context-assembly latency on a large tree."""
+    from dcode.commands import run_bench_context
+
+    run_bench_context(path)
+
+
+def main() -> None:
+    """Console-script entry: user errors become one line on stderr and an exit code."""
+    try:
+        app()
+    except DcodeError as err:
+        _fail(str(err), err.exit_code)
+    except MemoryError:
+        _fail("out of memory (try a smaller --max-tokens or --dtype bfloat16)", EXIT_MODEL)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as err:  # torch's CUDA OOM is a RuntimeError subclass
+        if type(err).__name__ == "OutOfMemoryError":
+            _fail("the GPU ran out of memory (try --int8, a shorter --max-tokens or --device cpu)", EXIT_MODEL)
+        raise
+
+
+def _fail(message: str, code: int) -> None:
+    first = message.strip().splitlines()[0] if message.strip() else "error"
+    sys.stderr.write(f"dcode: error: {first}\n")
+    raise SystemExit(code)
+

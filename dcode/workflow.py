@@ -1,0 +1,137 @@
+"""The data path shared by every front end (CLI, editors, hook):
+request -> target -> context -> prompt tokens -> sampler -> proposal -> diff -> apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcode.context.gather import ContextResult, gather_context
+from dcode.context.index import RepoIndex, find_repo_root
+from dcode.diffusion.engine import Completion, infill_stream, refine_stream
+from dcode.diffusion.sampler import HoleState
+from dcode.edit.files import content_hash
+from dcode.edit.proposal import Proposal
+from dcode.edit.targets import Target, resolve_target
+from dcode.errors import InputError, NoEditError
+from dcode.model.loader import LoadedModel
+from dcode.settings import Settings
+
+DEFAULT_FILL_TOKENS = 32
+DEFAULT_WRITE_TOKENS = 64
+FUNCTION_KINDS = ("function", "method")
+
+
+@dataclass
+class Request:
+    """What to generate: a target spec and whether to fill a hole or write a function body."""
+
+    spec: str
+    mode: str = "fill"  # "fill" or "write"
+
+
+def resolve(request: Request) -> Target:
+    target = resolve_target(request.spec)
+    if request.mode != "write" or target.kind == "symbol":
+        return target
+    functions = [s for s in target.scopes if s.kind in FUNCTION_KINDS]
+    if not functions:
+        raise InputError(f"{request.spec}: not inside a function or method; `dcode write` needs one")
+    names = [s.name for s in target.scopes if s.kind in (*FUNCTION_KINDS, "class")]
+    # The innermost function and its enclosing classes/functions, e.g. Parser.parse
+    qualified = ".".join(names[: names.index(functions[-1].name) + 1])
+    return resolve_target(f"{target.path}::{qualified}")
+
+
+def rel_path(target: Target, root: Path) -> str:
+    try:
+        return target.path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return target.path.name
+
+
+def context_for(
+    target: Target, model: LoadedModel, settings: Settings, progress: Callable[[int, int], None] | None = None
+) -> tuple[Path, ContextResult]:
+    """Repository root and the budgeted context for a target."""
+    root = find_repo_root(target.path.parent)
+    index = RepoIndex.open(root, progress=progress)
+    reserve = settings.max_tokens + 16
+    budget = max(64, min(settings.context_budget, model.config.max_seq_len - reserve))
+    tok = model.tokenizer
+    result = gather_context(target, index, budget, lambda s: len(tok.encode(s)))
+    return root, result
+
+
+def initial_tokens(target: Target, mode: str, model: LoadedModel, settings: Settings) -> int:
+    existing = target.text[target.start : target.end]
+    if mode == "write":
+        guess = DEFAULT_WRITE_TOKENS
+    elif existing.strip() and target.kind in ("line", "range", "position", "syntax_error"):
+        guess = len(model.tokenizer.encode(existing)) + 8
+    else:
+        guess = DEFAULT_FILL_TOKENS
+    return min(guess, settings.max_tokens)
+
+
+def propose(
+    request: Request,
+    model: LoadedModel,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[HoleState | Proposal]:
+    """Yield the hole after every pass, then the finished Proposal."""
+    target = resolve(request)
+    root, ctx = context_for(target, model, settings, progress)
+    path = rel_path(target, root)
+    options = settings.decode_options(initial_tokens=initial_tokens(target, request.mode, model, settings))
+    context = [(c.path, c.text) for c in ctx.chunks]
+    # ctx.prefix / ctx.suffix are the file's own text around the hole, cut to the budget.
+    for item in infill_stream(model, ctx.prefix, ctx.suffix, path=path, context=context, options=options):
+        if isinstance(item, HoleState):
+            yield item
+            continue
+        yield finish(
+            Proposal(
+                path=target.path.resolve(), root=root, rel_path=path,
+                file_hash=content_hash(target.path.read_bytes()), start=target.start, end=target.end,
+                kind=target.kind, model=model.name, token_ids=[], confidences=[], fill="",
+                context=context, notes=list(ctx.notes) + (["context was truncated to fit the budget"] if ctx.truncated else []),
+            ),
+            item,
+            first=True,
+        )
+
+
+def finish(proposal: Proposal, result: Completion, first: bool = False) -> Proposal:
+    updated = proposal.with_completion(result)
+    if first:
+        updated.passes = 1
+    if not result.text.strip():
+        raise NoEditError(f"{proposal.rel_path}: the model produced no code for this hole")
+    return updated
+
+
+def refine(
+    proposal: Proposal,
+    model: LoadedModel,
+    settings: Settings,
+    remask: int | None = None,
+    lines: tuple[int, int] | None = None,
+) -> Iterator[HoleState | Proposal]:
+    """One refinement pass over a pending proposal."""
+    if proposal.model != model.name:
+        raise InputError(f"the pending proposal was made by {proposal.model}, not {model.name}; use the same --model")
+    text = proposal.original_text()
+    options = settings.decode_options(seed=settings.seed + proposal.passes)
+    stream = refine_stream(
+        model, proposal.prefix(text), proposal.suffix(text), proposal.completion(),
+        remask=remask, lines=lines, path=proposal.rel_path, context=proposal.context, options=options,
+    )
+    for item in stream:
+        if isinstance(item, HoleState):
+            yield item
+        else:
+            yield finish(proposal, item)
