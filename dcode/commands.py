@@ -75,7 +75,7 @@ def load(settings):
     from dcode.model.loader import load_model
 
     with err_console.status("loading model…", spinner="dots"):
-        return load_model(settings.model, device=settings.device, dtype=settings.dtype)
+        return load_model(settings.model, device=settings.device, dtype=settings.dtype, int8=settings.int8)
 
 
 def index_progress() -> Callable[[int, int], None]:

@@ -115,7 +115,8 @@ class Completer:
         if self.model is None:
             from dcode.model.loader import load_model
 
-            self.model = load_model(self.settings.model, device=self.settings.device, dtype=self.settings.dtype)
+            self.model = load_model(self.settings.model, device=self.settings.device, dtype=self.settings.dtype,
+                                    int8=self.settings.int8)
         return self.model
 
     def answer(self, data: Any) -> dict:

@@ -27,7 +27,7 @@ from dcode.diffusion.sampler import DecodeOptions
 from dcode.errors import InputError
 
 # Keys only you (user config, environment, flags) may set.
-USER_ONLY_KEYS = frozenset({"model", "device", "dtype"})
+USER_ONLY_KEYS = frozenset({"model", "device", "dtype", "int8"})
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Settings:
     model: str | None = None
     device: str = "auto"
     dtype: str = "auto"
+    int8: bool = False  # int8 weights on the GPU for Dream/LLaDA checkpoints
     threshold: float | None = 0.9
     tokens_per_step: int | None = None
     steps: int | None = None

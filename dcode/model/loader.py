@@ -119,11 +119,15 @@ def build_model(
 
 
 def load_model(
-    path: str | os.PathLike | None = None, device: str | None = None, dtype: str | None = None
+    path: str | os.PathLike | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    int8: bool = False,
 ) -> LoadedModel:
     """Load a model directory (dcode's own format, or a Dream/LLaDA Hugging Face directory).
 
-    `path=None` means $DCODE_MODEL, else the shipped default model.
+    `path=None` means $DCODE_MODEL, else the shipped default model. `int8` keeps a Dream/LLaDA
+    model's matrices in int8 on the device (about half the bf16 memory, for smaller GPUs).
     """
     model_dir = resolve_model_dir(path)
     config_path = model_dir / "config.json"
@@ -138,7 +142,9 @@ def load_model(
     if "model_type" in raw:
         from dcode.model.foreign import load_foreign
 
-        return load_foreign(model_dir, raw, device=device, dtype=dtype)
+        return load_foreign(model_dir, raw, device=device, dtype=dtype, int8=int8)
+    if int8:
+        raise ModelError(f"{model_dir}: --int8 applies to Dream/LLaDA checkpoints; dcode's own models are already small")
     cfg = ModelConfig.from_dict(raw, source=str(config_path))
     tokenizer = Tokenizer.load(model_dir / "tokenizer.json")
     if tokenizer.vocab_size > cfg.vocab_size:
