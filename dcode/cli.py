@@ -23,6 +23,7 @@ bench_app = typer.Typer(help="Benchmarks that print figures (context assembly, d
 app.add_typer(bench_app, name="bench")
 
 # Options shared by the commands that run the model.
+Int8Opt = Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="int8 weights on the GPU (Dream/LLaDA).")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory (default: $DCODE_MODEL, else the shipped model).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")]
@@ -51,11 +52,12 @@ def main_callback(
     model: ModelOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
+    int8: Int8Opt = None,
 ) -> None:
     if version:
         typer.echo(f"dcode {__version__}")
         raise typer.Exit()
-    ctx.obj = _flags(model=model, device=device, dtype=dtype)
+    ctx.obj = _flags(model=model, device=device, dtype=dtype, int8=int8)
 
 
 def _ctx_flags(ctx: typer.Context, **kwargs) -> dict:
@@ -185,6 +187,22 @@ def complete(
     from dcode.complete import serve_stdio
 
     raise typer.Exit(serve_stdio(sys.stdin, sys.stdout, _ctx_flags(ctx, model=model, device=device, dtype=dtype), jsonl))
+
+
+@app.command()
+def ask(
+    ctx: typer.Context,
+    question: Annotated[str, typer.Argument(help="The instruction, e.g. \"write a function that parses ISO dates\".")],
+    no_live: NoLiveOpt = False, model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+    max_tokens: MaxTokOpt = None, threshold: ThresholdOpt = None, block_size: BlockOpt = None,
+    temperature: TempOpt = None, seed: SeedOpt = None,
+) -> None:
+    """Ask an instruct model (Dream/LLaDA family, via --model) through its chat template."""
+    from dcode.commands import run_ask
+
+    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, max_tokens=max_tokens,
+                       threshold=threshold, block_size=block_size, temperature=temperature, seed=seed)
+    run_ask(question, flags, live=not no_live)
 
 
 @app.command()

@@ -361,3 +361,19 @@ def run_bench_context(path: Path | None) -> None:
     except DcodeError:
         count = lambda s: len(s) // 4 + 1  # noqa: E731
     sys.stdout.write(format_bench(run_context_bench(root, count)) + "\n")
+
+
+@user_errors
+def run_ask(question: str, flags: dict, live: bool) -> None:
+    """An instruction to an instruct model (Dream/LLaDA family), answered on stdout."""
+    from dcode.diffusion.engine import generate_stream
+    from dcode.model.hf_tokenizers import chat_prompt_ids
+
+    settings = settings_for(flags)
+    model = load(settings)
+    if model.family not in ("dream", "llada"):
+        raise InputError(f"{model.name} has no chat template; `dcode ask` needs an instruct model (--model PATH)")
+    ids = chat_prompt_ids(model.tokenizer, model.family, [{"role": "user", "content": question}])
+    result = drive(generate_stream(model, ids, settings.decode_options()), model.tokenizer, settings, live, "ask")
+    sys.stdout.write(result.text.rstrip() + "\n")
+    err_console.print(f"{result.stats.tokens} tokens in {result.stats.forward_passes} passes", markup=False)

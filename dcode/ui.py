@@ -31,7 +31,8 @@ def plain_terminal() -> bool:
 
 def stderr_console() -> Console:
     plain = plain_terminal()
-    return Console(stderr=True, no_color=plain, force_terminal=None if not plain else False, highlight=False)
+    return Console(stderr=True, no_color=plain, force_terminal=None if not plain else False, highlight=False,
+                   soft_wrap=True)
 
 
 def stdout_console() -> Console:

@@ -7,6 +7,7 @@ then the edited file as `<|file|>path\\n` + prefix + [MASK]*L + suffix + `<|endo
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -117,8 +118,33 @@ def infill_stream(
     options = options or DecodeOptions()
     length = min(options.initial_tokens or DEFAULT_INFILL_TOKENS, options.max_tokens)
     prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=options.max_tokens)
+    if getattr(model.tokenizer, "expand_id", None) is not None:
+        yield _dreamon(model, prompt, options)
+        return
     canvas = Canvas.build(prompt.before, [model.tokenizer.mask_id] * length, prompt.after, model.tokenizer.mask_id, model.device)
     yield from _run(model, canvas, options)
+
+
+def _dreamon(model: LoadedModel, prompt: Prompt, options: DecodeOptions) -> Completion:
+    """DreamOn checkpoints grow and shrink the hole themselves (`<|expand|>` / end-of-text), one
+    token per step, so they run their own loop (see dcode.diffusion.compat)."""
+    from dcode.diffusion.compat import dreamon_infill
+
+    tok = model.tokenizer
+    # dreamon_infill adds its own BOS and trailing end-of-text.
+    before = prompt.before[1:] if tok.bos_id is not None and prompt.before[:1] == [tok.bos_id] else prompt.before
+    after = prompt.after[:-1] if prompt.after[-1:] == [tok.eos_id] else prompt.after
+    start = time.perf_counter()
+    steps = [0]
+    ids = dreamon_infill(
+        model, before, after, max_new_tokens=options.max_tokens,
+        temperature=options.temperature, top_p=options.top_p if options.top_p < 1 else None,
+        on_step=lambda canvas: steps.__setitem__(0, steps[0] + 1),
+    )
+    ids = [i for i in ids if i not in model.tokenizer.stop_ids]
+    stats = DecodeStats(forward_passes=steps[0], tokens=len(ids), wall_s=time.perf_counter() - start)
+    # The DreamOn loop does not report per-token probabilities.
+    return Completion(model.tokenizer.decode(ids), ids, [1.0] * len(ids), stats)
 
 
 def generate_stream(

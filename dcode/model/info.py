@@ -32,6 +32,9 @@ def describe(model: str | None, device: str | None, dtype: str | None) -> dict:
             "vocab": cfg.vocab_size,
             "special_ids": f"mask {cfg.mask_id}, pad {cfg.pad_id}, eos {cfg.eos_id}",
         }
+    for key in ("checkpoint_bytes", "weights_bf16", "weights_int8", "memory_bf16", "memory_int8"):
+        if isinstance(facts.get(key), int):
+            facts[key] = f"{facts[key] / 1e9:.2f} GB" if facts[key] >= 1e8 else f"{facts[key] / 2**20:.2f} MiB"
     return {
         "model": model_dir.name,
         "path": str(Path(model_dir).resolve()),
