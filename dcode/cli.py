@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -10,17 +11,19 @@ import typer
 
 from dcode import __version__
 from dcode.errors import EXIT_MODEL, DcodeError
+from dcode.hook_cli import hook_app
 
 app = typer.Typer(
     name="dcode",
-    help="A coding assistant on a local diffusion model: fill holes, write functions, refine in place.",
-    no_args_is_help=True,
+    help="A coding assistant on a local diffusion model: fill holes, write functions, refine in place. "
+    "Run `dcode` alone for the interactive session.",
     add_completion=False,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
 bench_app = typer.Typer(help="Benchmarks that print figures (context assembly, decoding speed).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+app.add_typer(hook_app, name="hook")
 
 # Options shared by the commands that run the model.
 Int8Opt = Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="int8 weights on the GPU (Dream/LLaDA).")]
@@ -58,6 +61,11 @@ def main_callback(
         typer.echo(f"dcode {__version__}")
         raise typer.Exit()
     ctx.obj = _flags(model=model, device=device, dtype=dtype, int8=int8)
+    if ctx.invoked_subcommand is None:
+        # `dcode` alone opens the interactive session.
+        from dcode.commands import run_shell
+
+        run_shell(ctx.obj)
 
 
 def _ctx_flags(ctx: typer.Context, **kwargs) -> dict:
@@ -181,12 +189,38 @@ def info(
 def complete(
     ctx: typer.Context,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One request per line, one response per line, model kept loaded.")] = False,
+    no_server: Annotated[bool, typer.Option("--no-server", help="Do not use a running `dcode serve`; load the model here.")] = False,
     model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
 ) -> None:
-    """Editor contract: llama.cpp /infill-style JSON request on stdin, JSON response on stdout."""
-    from dcode.complete import serve_stdio
+    """Editor contract: llama.cpp /infill-style JSON request on stdin, JSON response on stdout.
 
-    raise typer.Exit(serve_stdio(sys.stdin, sys.stdout, _ctx_flags(ctx, model=model, device=device, dtype=dtype), jsonl))
+    Uses a running `dcode serve` when one is found, else loads the model in-process."""
+    from dcode.server import complete_stdio_with_server
+
+    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype)
+    raise typer.Exit(complete_stdio_with_server(sys.stdin, sys.stdout, flags, jsonl, use_server=not no_server,
+                                                token=os.environ.get("DCODE_SERVE_TOKEN")))
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[Optional[str], typer.Option("--host", help="Address to bind (default 127.0.0.1; others only when given here).")] = None,
+    port: Annotated[int, typer.Option("--port", help="Port (8012 is llama.vim's and llama.vscode's default).")] = 8012,
+    token: Annotated[Optional[str], typer.Option("--token", envvar="DCODE_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN` (or set DCODE_SERVE_TOKEN).")] = None,
+    idle_unload: Annotated[Optional[float], typer.Option("--idle-unload", help="Free the model after this many idle seconds.")] = None,
+    max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in bytes.")] = 4 * 2**20,
+    verbose: Annotated[bool, typer.Option("--verbose", help="Log every request on stderr.")] = False,
+    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+) -> None:
+    """Keep the model warm for editors: llama.cpp POST /infill, GET /health, OpenAI POST /v1/completions."""
+    from dcode.commands import user_errors
+    from dcode.server import run_server
+
+    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype)
+    code = user_errors(run_server)(host, port, flags, token, idle_unload, max_body, explicit_host=host is not None,
+                                   verbose=verbose)
+    raise typer.Exit(code or 0)
 
 
 @app.command()
@@ -203,6 +237,14 @@ def ask(
     flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, max_tokens=max_tokens,
                        threshold=threshold, block_size=block_size, temperature=temperature, seed=seed)
     run_ask(question, flags, live=not no_live)
+
+
+@app.command()
+def shell(ctx: typer.Context) -> None:
+    """Interactive session: fill, write, refine, accept, reject, undo with the model kept loaded."""
+    from dcode.commands import run_shell
+
+    run_shell(ctx.obj or {})
 
 
 @app.command()

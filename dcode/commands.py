@@ -148,8 +148,9 @@ def result_json(proposal, diff: str, uncertain: list[int], applied: bool) -> dic
     }
 
 
-def show(proposal, tokenizer, settings, diff_only: bool, json_out: bool, applied: bool = False) -> None:
-    diff, highlights, uncertain = proposal_view(proposal, tokenizer, settings)
+def show(proposal, view: tuple[str, list, list[int]], diff_only: bool, json_out: bool, applied: bool = False) -> None:
+    """Print a proposal's `proposal_view` (computed before any write: it reads the file)."""
+    diff, highlights, uncertain = view
     if json_out:
         sys.stdout.write(json.dumps(result_json(proposal, diff, uncertain, applied)) + "\n")
         return
@@ -184,14 +185,15 @@ def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool
     quiet = diff_only or json_out
     proposal = drive(stream, model.tokenizer, settings, live and not quiet, f"{mode} {spec}")
     save_pending(proposal)
+    view = proposal_view(proposal, model.tokenizer, settings)
     if yes:
         apply_proposal(proposal, f"{mode} {spec}")
         clear_pending(proposal.root)
-        show(proposal, model.tokenizer, settings, diff_only, json_out, applied=True)
+        show(proposal, view, diff_only, json_out, applied=True)
         if not quiet:
             err_console.print(f"applied to {proposal.rel_path} (`dcode undo` restores it)", markup=False)
         return
-    show(proposal, model.tokenizer, settings, diff_only, json_out)
+    show(proposal, view, diff_only, json_out)
     if quiet or not interactive():
         if not quiet:
             err_console.print("pending: `dcode accept` applies it, `dcode refine` revises it, `dcode reject` drops it", markup=False)
@@ -226,7 +228,7 @@ def review(proposal, model, settings) -> None:
         stream = refine_proposal(proposal, model, settings, lines=span)
         proposal = drive(stream, model.tokenizer, settings, True, "refine")
         save_pending(proposal)
-        show(proposal, model.tokenizer, settings, False, False)
+        show(proposal, proposal_view(proposal, model.tokenizer, settings), False, False)
 
 
 @user_errors
@@ -253,10 +255,11 @@ def run_refine(flags: dict, *, passes: int, remask: int | None, lines: tuple[int
 
                 diff, _, _ = proposal_view(proposal, model.tokenizer, settings)
                 screen.update(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+    view = proposal_view(proposal, model.tokenizer, settings)
     if yes:
         apply_proposal(proposal, "refine")
         clear_pending(proposal.root)
-    show(proposal, model.tokenizer, settings, diff_only, json_out, applied=yes)
+    show(proposal, view, diff_only, json_out, applied=yes)
     if not quiet and not yes:
         err_console.print("pending: `dcode accept` applies it, `dcode reject` drops it", markup=False)
 
@@ -340,7 +343,7 @@ def run_demo(flags: dict, live: bool) -> None:
         err_console.print(f"demo: filling the `dcode: fill` marker in {path.name} with {model.name} on {model.device}", markup=False)
         stream = propose(Request(str(path)), model, settings)
         proposal = drive(stream, model.tokenizer, settings, live, "fill stats.py")
-        show(proposal, model.tokenizer, settings, False, False)
+        show(proposal, proposal_view(proposal, model.tokenizer, settings), False, False)
 
 
 @user_errors
@@ -377,3 +380,12 @@ def run_ask(question: str, flags: dict, live: bool) -> None:
     result = drive(generate_stream(model, ids, settings.decode_options()), model.tokenizer, settings, live, "ask")
     sys.stdout.write(result.text.rstrip() + "\n")
     err_console.print(f"{result.stats.tokens} tokens in {result.stats.forward_passes} passes", markup=False)
+
+
+@user_errors
+def run_shell(flags: dict) -> None:
+    from dcode.shell import Shell
+
+    if not sys.stdin.isatty():
+        raise InputError("the interactive session needs a terminal; use `dcode fill`, `dcode complete --jsonl`, ...")
+    Shell(flags, err_console).loop()

@@ -51,6 +51,12 @@ def parse_request(data: Any) -> InfillRequest:
     suffix = data.get("input_suffix", "")
     if not isinstance(prefix, str) or not isinstance(suffix, str):
         raise InputError("input_prefix and input_suffix must be strings")
+    # llama.vim / llama.vscode send the current line's text left of the cursor as `prompt`.
+    prompt = data.get("prompt")
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise InputError("prompt must be a string")
+        prefix += prompt
     extra_raw = data.get("input_extra", []) or []
     if not isinstance(extra_raw, list):
         raise InputError("input_extra must be a list of {filename, text}")
@@ -71,30 +77,36 @@ def parse_request(data: Any) -> InfillRequest:
             options[name] = value
     if "tokens_per_step" in options:
         options["threshold"] = None
-    deadline = data.get("deadline_ms")
+    deadline = data.get("deadline_ms", data.get("t_max_predict_ms"))
     if deadline is not None:
         if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline < 0:
             raise InputError("deadline_ms must be a non-negative number")
         options["deadline_s"] = deadline / 1000
-    if options.get("max_tokens", 1) < 1:
-        raise InputError("n_predict must be at least 1")
+    if options.get("max_tokens", 1) < 0:
+        raise InputError("n_predict must not be negative")
     return InfillRequest(prefix, suffix, extra, filename, options)
 
 
-def repo_context(filename: str, prefix: str, suffix: str, model, budget: int) -> list[tuple[str, str]]:
-    """Context chunks from the repository index when `filename` lies inside a project."""
+def repo_context(filename: str, prefix: str, suffix: str, model, budget: int) -> tuple[str, list[tuple[str, str]]]:
+    """The buffer's path as the model should see it (repository-relative, as in training and
+    `dcode fill`) and context chunks from the repository index, when `filename` lies inside a
+    project."""
     from dcode.context.gather import gather_context
     from dcode.context.index import RepoIndex, find_repo_root
     from dcode.edit.targets import target_in_text
 
     path = Path(filename).expanduser()
     if not path.parent.is_dir():
-        return []
+        return filename, []
     root = find_repo_root(path.parent)
+    try:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        rel = path.name
     target = target_in_text(path, prefix + suffix, len(prefix))
     index = RepoIndex.open(root)
     result = gather_context(target, index, budget, lambda s: len(model.tokenizer.encode(s)))
-    return [(c.path, c.text) for c in result.chunks]
+    return rel, [(c.path, c.text) for c in result.chunks]
 
 
 def error_response(code: str, message: str, model_name: str | None = None) -> dict:
@@ -125,20 +137,27 @@ class Completer:
             request = parse_request(data)
             model = self.ensure_model()
             name = model.name
+            if request.options.get("max_tokens") == 0:
+                # llama.cpp clients send n_predict 0 to warm the server up: load, generate nothing.
+                return {"content": "", "tokens_predicted": 0, "timings": {"predicted_ms": 0.0, "forward_passes": 0},
+                        "model": name}
             options = self.settings.decode_options(**{k: v for k, v in request.options.items()})
             reserve = options.max_tokens + 16
             budget = max(0, min(self.settings.context_budget, model.config.max_seq_len - reserve))
             context = list(request.extra)
+            path = request.filename
             if request.filename and budget > 0:
-                context = repo_context(request.filename, request.prefix, request.suffix, model, budget) + context
-            result = infill(model, request.prefix, request.suffix, path=request.filename,
-                            context=context, options=options)
+                path, repo_chunks = repo_context(request.filename, request.prefix, request.suffix, model, budget)
+                context = repo_chunks + context
+            result = infill(model, request.prefix, request.suffix, path=path, context=context, options=options)
         except ModelError as err:
             return error_response("model_unavailable", str(err), name)
         except InputError as err:
             return error_response("invalid_request", str(err), name)
         except DcodeError as err:
             return error_response("internal_error", str(err), name)
+        except Exception as err:  # a torch error or OOM must not end an editor's warm process
+            return error_response("internal_error", f"{type(err).__name__}: {err}".splitlines()[0], name)
         response = {
             "content": result.text,
             "tokens_predicted": len(result.token_ids),

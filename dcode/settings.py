@@ -16,15 +16,17 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-from dcode.diffusion.sampler import DecodeOptions
 from dcode.errors import InputError
+
+if TYPE_CHECKING:
+    from dcode.diffusion.sampler import DecodeOptions
 
 # Keys only you (user config, environment, flags) may set.
 USER_ONLY_KEYS = frozenset({"model", "device", "dtype", "int8"})
@@ -50,6 +52,8 @@ class Settings:
     live: bool = True  # live denoising view on a terminal
 
     def decode_options(self, **overrides: Any) -> DecodeOptions:
+        from dcode.diffusion.sampler import DecodeOptions  # imports torch: only when decoding
+
         opts = DecodeOptions(
             threshold=self.threshold,
             tokens_per_step=self.tokens_per_step,

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Iterable
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -18,8 +19,9 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from dcode.diffusion.sampler import HoleState
-from dcode.model.tokenizer import Tokenizer
+if TYPE_CHECKING:  # both import torch; the CLI's start-up should not
+    from dcode.diffusion.sampler import HoleState
+    from dcode.model.tokenizer import Tokenizer
 
 MASK_GLYPH = "░"
 UNCERTAIN_STYLE = "bold black on yellow"

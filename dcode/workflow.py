@@ -39,10 +39,7 @@ def resolve(request: Request) -> Target:
     functions = [s for s in target.scopes if s.kind in FUNCTION_KINDS]
     if not functions:
         raise InputError(f"{request.spec}: not inside a function or method; `dcode write` needs one")
-    names = [s.name for s in target.scopes if s.kind in (*FUNCTION_KINDS, "class")]
-    # The innermost function and its enclosing classes/functions, e.g. Parser.parse
-    qualified = ".".join(names[: names.index(functions[-1].name) + 1])
-    return resolve_target(f"{target.path}::{qualified}")
+    return resolve_target(f"{target.path}::{functions[-1].qualname}")
 
 
 def rel_path(target: Target, root: Path) -> str:
@@ -83,10 +80,23 @@ def propose(
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[HoleState | Proposal]:
     """Yield the hole after every pass, then the finished Proposal."""
-    target = resolve(request)
+    yield from propose_target(resolve(request), request.mode, model, settings, progress)
+
+
+def propose_target(
+    target: Target,
+    mode: str,
+    model: LoadedModel,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    **option_overrides,
+) -> Iterator[HoleState | Proposal]:
+    """`propose` for an already resolved target (the hook gets them from `find_holes`)."""
     root, ctx = context_for(target, model, settings, progress)
     path = rel_path(target, root)
-    options = settings.decode_options(initial_tokens=initial_tokens(target, request.mode, model, settings))
+    options = settings.decode_options(
+        initial_tokens=initial_tokens(target, mode, model, settings), **option_overrides
+    )
     context = [(c.path, c.text) for c in ctx.chunks]
     # ctx.prefix / ctx.suffix are the file's own text around the hole, cut to the budget.
     for item in infill_stream(model, ctx.prefix, ctx.suffix, path=path, context=context, options=options):
@@ -96,7 +106,7 @@ def propose(
         yield finish(
             Proposal(
                 path=target.path.resolve(), root=root, rel_path=path,
-                file_hash=content_hash(target.path.read_bytes()), start=target.start, end=target.end,
+                file_hash=content_hash(target.text.encode("utf-8")), start=target.start, end=target.end,
                 kind=target.kind, model=model.name, token_ids=[], confidences=[], fill="",
                 context=context, notes=list(ctx.notes) + (["context was truncated to fit the budget"] if ctx.truncated else []),
             ),

@@ -1,0 +1,729 @@
+"""Budgeted context assembly: what the model sees around a hole, and why.
+
+The local text around the hole comes first: the file's own prefix and suffix get a guaranteed 60% of
+the token budget (LOCAL_SHARE). An infilling model leans hardest on the code right next to the
+hole, so that share is never given away; whatever the chunks below leave unused flows back to it.
+
+The rest goes to ranked chunks:
+
+* the enclosing scope chain (signatures and docstrings of the class/function around the hole),
+  when the prefix cut has lost them,
+* the file's imports, when the prefix cut has lost them,
+* definitions of the identifiers used in and around the hole, looked up in the repository index,
+* signatures of the sibling definitions (other methods of the class, other top-level functions).
+
+Ranking is a simple score we can defend, in the spirit of aider's repo map but local to the hole
+instead of a whole-repository PageRank. Identifiers are read from the syntax tree with their role:
+a plain name can mean a function, class or type; `obj.name` a method or field; `self.name` a member
+of this file's class; a name bound locally (parameter, assignment) means the local, not a definition
+elsewhere, and Python builtins mean the builtins. A use counts more the closer it is to the hole (in
+the hole or the marker's hint 4, in the enclosing definition 3, within NEAR_LINES lines 2, imported
+by the file 1.5), plus a little for repeated uses. A definition's score is that weight divided by the
+number of definitions the name could mean (with n candidates, each is the one meant ~1/n of the
+time), times a locality factor: 2 if its file is imported by the target file, 1.5 in the same file,
+1.3 in the same directory, 0.5 for private names of other files, 0.3 for test code when the target
+is not a test. The scope chain and imports score above any definition because they are tiny and
+always relevant; sibling signatures sit below a direct use.
+
+Chunks are taken greedily by score; a chunk that does not fit is tried again as a signature-only
+summary, then dropped. Every cut is recorded: `dropped`, `truncated` and `notes` say what was lost.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json as _json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tree_sitter
+
+from dcode.context import languages as L
+from dcode.context.index import Definition, Import, RepoIndex
+from dcode.edit.targets import Target, TextOffsets
+
+CountTokens = Callable[[str], int]
+
+LOCAL_SHARE = 0.6  # of the budget, guaranteed to the file's own prefix/suffix (see module docstring)
+PREFIX_SHARE = 0.7  # of the local share: code before the hole says more than code after it
+MAX_CHUNK_SHARE = 0.4  # one chunk may not take more of the chunk budget than this in full form
+NEAR_LINES = 30
+MAX_NAMES = 60  # identifiers looked up per target, the heaviest first
+MAX_DEFS_PER_NAME = 3
+MAX_DROPPED_RECORDED = 40
+MAX_CANDIDATES = 120  # the best-scored candidates considered at all
+CHARS_PER_TOKEN_MAX = 8  # no tokenizer packs more than this on code; bounds how much text we count
+
+SCORE_SCOPE = 100.0
+SCORE_IMPORTS = 50.0
+SCORE_SIBLINGS = 1.5
+_WEIGHT_HOLE, _WEIGHT_SCOPE, _WEIGHT_NEAR, _WEIGHT_IMPORTED, _WEIGHT_OWN_NAME = 4.0, 3.0, 2.0, 1.5, 0.5
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass
+class Chunk:
+    path: str  # repository-relative
+    text: str
+    reason: str
+    score: float
+    tokens: int
+    lines: tuple[int, int] | None = None  # 1-based line span in `path`, when the text is one span
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lines"] = list(self.lines) if self.lines else None
+        data["score"] = round(self.score, 4)
+        return data
+
+
+@dataclass
+class ContextResult:
+    target: Target
+    chunks: list[Chunk]
+    prefix: str
+    suffix: str
+    dropped: list[Chunk] = field(default_factory=list)
+    truncated: bool = False
+    notes: list[str] = field(default_factory=list)
+    budget_tokens: int = 0
+    used_tokens: int = 0
+    prefix_tokens: int = 0
+    suffix_tokens: int = 0
+    target_path: str = ""  # repository-relative path of the target file
+
+    def to_dict(self) -> dict[str, Any]:
+        target = self.target.to_dict()
+        target["path"] = self.target_path or target["path"]
+        return {
+            "target": target,
+            "budget_tokens": self.budget_tokens,
+            "used_tokens": self.used_tokens,
+            "truncated": self.truncated,
+            "notes": list(self.notes),
+            "chunks": [c.to_dict() for c in self.chunks],
+            "dropped": [c.to_dict() for c in self.dropped],
+            "prefix": self.prefix,
+            "suffix": self.suffix,
+            "prefix_tokens": self.prefix_tokens,
+            "suffix_tokens": self.suffix_tokens,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Fitting text to a token budget
+# --------------------------------------------------------------------------------------------
+
+
+def fit_text(text: str, budget: int, count_tokens: CountTokens, keep: str) -> tuple[str, int]:
+    """The longest run of whole lines from the `keep` end ("start"/"end") within `budget` tokens.
+
+    Falls back to part of a line only when not even one line fits. Counting is by binary search
+    on the joined text (tokenizers are not additive), over at most budget*CHARS_PER_TOKEN_MAX chars.
+    """
+    if budget <= 0 or not text:
+        return "", 0
+    limit = budget * CHARS_PER_TOKEN_MAX
+    if len(text) <= limit:
+        tokens = count_tokens(text)
+        if tokens <= budget:
+            return text, tokens
+    window = text[-limit:] if keep == "end" else text[:limit]
+    lines = window.splitlines(keepends=True) if "\n" in window else [window]
+    if len(window) < len(text) and len(lines) > 1:
+        lines = lines[1:] if keep == "end" else lines[:-1]  # drop the partial line at the cut
+
+    def take(n: int) -> str:
+        return "".join(lines[-n:] if keep == "end" else lines[:n]) if n else ""
+
+    low, high, best = 1, len(lines), (0, "", 0)
+    while low <= high:
+        mid = (low + high) // 2
+        candidate = take(mid)
+        tokens = count_tokens(candidate)
+        if tokens <= budget:
+            best, low = (mid, candidate, tokens), mid + 1
+        else:
+            high = mid - 1
+    if best[0]:
+        return best[1], best[2]
+    return _fit_chars(lines[-1] if keep == "end" else lines[0], budget, count_tokens, keep)
+
+
+def _fit_chars(line: str, budget: int, count_tokens: CountTokens, keep: str) -> tuple[str, int]:
+    low, high, best = 1, len(line), ("", 0)
+    while low <= high:
+        mid = (low + high) // 2
+        candidate = line[-mid:] if keep == "end" else line[:mid]
+        tokens = count_tokens(candidate)
+        if tokens <= budget:
+            best, low = (candidate, tokens), mid + 1
+        else:
+            high = mid - 1
+    return best
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _NameUse:
+    weight: float
+    label: str
+    count: int = 0
+    bare: bool = False  # used as a plain name: functions, classes, types, globals
+    attr: bool = False  # used as `obj.name`: methods, fields, module members
+    self_attr: bool = False  # used as `self.name`/`this.name`: members of the enclosing class
+
+
+@dataclass
+class _Candidate:
+    key: tuple[str, int, int]
+    path: str
+    reason: str
+    score: float
+    forms: Callable[[], list[tuple[str, str]]]  # [(text, reason suffix)], fullest first
+    lines: tuple[int, int] | None = None
+    span: tuple[int, int] | None = None  # bytes of the target file it shows (None: another file)
+
+
+class _Gatherer:
+    def __init__(self, target: Target, index: RepoIndex | None, budget: int, count_tokens: CountTokens) -> None:
+        self.target = target
+        self.index = index
+        self.budget = max(0, int(budget))
+        self.count = count_tokens
+        self.notes: list[str] = []
+        self.lang = target.language
+        self.syntax = L.syntax_for(self.lang)
+        self.offsets = TextOffsets(target.text)
+        self.data = self.offsets.data
+        self.rel = self._relative_path()
+        self.tree = L.parse(self.data, self.lang)
+        self.defs = L.definition_nodes(self.tree, self.lang) if self.tree is not None else []
+        # Where definitions name themselves: a name written there is not a use of it.
+        self._definition_names = {d.name_node.start_byte for d in self.defs if d.name_node is not None}
+        self._file_bytes: dict[str, bytes] = {}
+        self._local_defs: dict[str, list[Definition]] | None = None
+        self._target_is_test = _is_test_path(self.rel)
+        self.unit = "    "
+
+    def _relative_path(self) -> str:
+        if self.index is not None:
+            rel = self.index.relpath(self.target.path)
+            if rel is not None:
+                return rel
+            self.notes.append(f"{self.target.path} is outside the indexed repository {self.index.root}")
+        return (
+            Path(self.target.path).name if Path(self.target.path).is_absolute() else Path(self.target.path).as_posix()
+        )
+
+    # -- local prefix/suffix -------------------------------------------------------------------
+
+    def split_local(self, cap: int) -> tuple[str, int, str, int]:
+        """Prefix (keeping its end) and suffix (keeping its start) within `cap` tokens together."""
+        prefix_all = self.target.text[: self.target.start]
+        suffix_all = self.target.text[self.target.end :]
+        suffix_cap = int(cap * (1 - PREFIX_SHARE))
+        prefix, prefix_tokens = fit_text(prefix_all, cap - suffix_cap, self.count, keep="end")
+        suffix, suffix_tokens = fit_text(suffix_all, cap - prefix_tokens, self.count, keep="start")
+        if len(prefix) < len(prefix_all) and cap - suffix_tokens > prefix_tokens:
+            prefix, prefix_tokens = fit_text(prefix_all, cap - suffix_tokens, self.count, keep="end")
+        return prefix, prefix_tokens, suffix, suffix_tokens
+
+    def _window(self, prefix: str, suffix: str) -> tuple[int, int]:
+        """Byte range of the file visible through the local prefix, hole and suffix."""
+        start = self.offsets.to_byte(self.target.start - len(prefix))
+        end = self.offsets.to_byte(self.target.end + len(suffix))
+        return start, end
+
+    # -- candidates ----------------------------------------------------------------------------
+
+    def candidates(self, window: tuple[int, int]) -> list[_Candidate]:
+        found = [*self._scope_candidate(window), *self._import_candidate(window)]
+        found.extend(self._definition_candidates(window))
+        found.extend(self._sibling_candidate(window))
+        unique: dict[tuple[str, int, int], _Candidate] = {}
+        for cand in found:
+            if cand.key not in unique or unique[cand.key].score < cand.score:
+                unique[cand.key] = cand
+        return sorted(unique.values(), key=lambda c: -c.score)
+
+    def _scope_candidate(self, window: tuple[int, int]) -> list[_Candidate]:
+        headers: list[str] = []
+        names: list[str] = []
+        text = self.target.text
+        for scope in self.target.scopes:
+            line_start = self.offsets.line_start(scope.start)
+            if self.offsets.to_byte(line_start) >= window[0]:
+                continue  # the local prefix shows this header already
+            headers.append(text[line_start : scope.header_end].rstrip())
+            names.append(scope.qualname or scope.name)
+        if not headers:
+            return []
+        full = "\n".join(headers) + "\n"
+        signatures = "\n".join(h.split("\n", 1)[0] for h in headers) + "\n"
+        reason = "enclosing scopes: " + " > ".join(names)
+        forms = [(full, ""), (signatures, " (signature lines only)")]
+        span = (self.offsets.to_byte(self.offsets.line_start(self.target.scopes[0].start)), self.target.start_byte)
+        return [_Candidate((self.rel, -1, -1), self.rel, reason, SCORE_SCOPE, lambda: forms, span=span)]
+
+    def _import_candidate(self, window: tuple[int, int]) -> list[_Candidate]:
+        if self.tree is None:
+            return []
+        nodes = [
+            n for n in L.import_nodes(self.tree, self.lang)
+            if (n.start_byte < window[0] or n.end_byte > window[1]) and not self._inside_function(n)
+        ]  # fmt: skip
+        if not nodes:
+            return []
+        text = "\n".join(L.node_text(n) for n in nodes) + "\n"
+        lines = (nodes[0].start_point[0] + 1, nodes[-1].end_point[0] + 1)
+        span = (nodes[0].start_byte, nodes[-1].end_byte)
+        return [_Candidate((self.rel, -2, -2), self.rel, f"imports of {self.rel}", SCORE_IMPORTS,
+                           lambda: [(text, "")], lines, span)]  # fmt: skip
+
+    def _inside_function(self, node: tree_sitter.Node) -> bool:
+        """Imports local to some other function are that function's business, not the file's."""
+        return any(
+            d.kind in L.FUNCTION_LIKE and d.node.start_byte <= node.start_byte and node.end_byte <= d.node.end_byte
+            for d in self.defs
+        )
+
+    def _weighted_names(self) -> dict[str, _NameUse]:
+        """Identifiers worth looking up, weighted by how close to the hole they are used."""
+        target, text = self.target, self.target.text
+        uses: dict[str, _NameUse] = {}
+        bound: set[str] = set()
+
+        def add(found: list[tuple[str, str]], weight: float, label: str) -> None:
+            for name, role in found:
+                if role == "bind":
+                    bound.add(name)
+                    continue
+                use = uses.setdefault(name, _NameUse(weight, label))
+                use.count += 1
+                use.bare |= role in ("use", "any")
+                use.attr |= role in ("attr", "any")
+                use.self_attr |= role == "self"
+                if use.weight < weight:
+                    use.weight, use.label = weight, label
+
+        # A marker's hint is prose: every word in it counts, whatever its role.
+        add([(w, "any") for w in _IDENTIFIER.findall(target.hint or "")], _WEIGHT_HOLE, "named in the hint")
+        add(self._uses(target.start, target.end), _WEIGHT_HOLE, "used in the hole")
+        if target.scopes:
+            inner = target.scopes[-1]
+            label = f"used in {inner.qualname or inner.name}"
+            add(self._uses(inner.start, target.start) + self._uses(target.end, inner.end), _WEIGHT_SCOPE, label)
+        first, last = target.line_range
+        chars = self.offsets.line_chars
+        near_start = chars[max(0, first - 1 - NEAR_LINES)]
+        near_end = chars[last + NEAR_LINES] if last + NEAR_LINES < len(chars) else len(text)
+        add(self._uses(near_start, target.start) + self._uses(target.end, near_end), _WEIGHT_NEAR, "used near the hole")
+        if self.tree is not None:
+            for node in L.import_nodes(self.tree, self.lang):
+                _, imported = L.import_modules(node)
+                add([(name, "use") for name in imported], _WEIGHT_IMPORTED, f"imported by {self.rel}")
+        for name in bound:  # a local variable, not the definition of that name elsewhere
+            if name in uses:
+                uses[name].bare = False
+        if self.lang.name == "python":  # `str`, `len`... mean the builtins, whoever else defines them
+            for name in _PYTHON_BUILTINS & uses.keys():
+                uses[name].bare = False
+        for scope in target.scopes:  # the definition being written is not context for itself
+            if scope.name in uses:
+                uses[scope.name].weight, uses[scope.name].label = (
+                    _WEIGHT_OWN_NAME,
+                    "same name as the enclosing definition",
+                )
+        kept = {n: u for n, u in uses.items() if len(n) > 1 and (u.bare or u.attr or u.self_attr)}
+        for use in kept.values():
+            use.weight += 0.25 * math.log(max(1, use.count))
+        return dict(sorted(kept.items(), key=lambda kv: -kv[1].weight)[:MAX_NAMES])
+
+    def _uses(self, start: int, end: int) -> list[tuple[str, str]]:
+        """(identifier, role) between two character offsets.
+
+        Roles: use (a plain name), attr (`obj.name`), self (`self.name`/`this.name`), bind (a local
+        being introduced), any (unparsed text: could be anything).
+        """
+        if end <= start:
+            return []
+        if self.tree is None:
+            return [(w, "any") for w in _IDENTIFIER.findall(self.target.text[start:end])]
+        b0, b1 = self.offsets.to_byte(start), self.offsets.to_byte(end)
+        found = []
+        for node in L.identifier_nodes(self.tree, self.lang, b0, b1):
+            if node.start_byte in self._definition_names:
+                continue
+            role = L.identifier_role(node)
+            if role == "attr" and L.attribute_receiver(node) in _SELF_NAMES:
+                role = "self"
+            found.append((L.node_text(node), role))
+        return found
+
+    def _import_stems(self) -> set[str]:
+        stems: set[str] = set()
+        if self.index is not None and (info := self.index.files.get(self.rel)) is not None:
+            return info.import_stems()
+        if self.tree is not None:
+            for node in L.import_nodes(self.tree, self.lang):
+                modules, imported = L.import_modules(node)
+                stems |= Import("", modules, imported, 0).stems()
+        return stems
+
+    def _same_file_definitions(self) -> dict[str, list[Definition]]:
+        """This file's definitions from a fresh parse (the index may lag behind unsaved edits)."""
+        if self._local_defs is not None:
+            return self._local_defs
+        by_name: dict[str, list[Definition]] = {}
+        self._local_defs = by_name
+        if self.syntax is None:
+            return by_name
+        for defn in self.defs:
+            leading = L.leading_nodes(defn.outer)
+            start = leading[0] if leading else defn.outer
+            by_name.setdefault(defn.name, []).append(
+                Definition(
+                    defn.name, defn.qualname, defn.kind, self.rel, start.start_byte, defn.outer.end_byte,
+                    start.start_point[0] + 1, defn.outer.end_point[0] + 1, L.signature_of(defn, self.data),
+                    L.doc_of(defn, self.syntax, self.data), defn.body is not None, self.lang.name,
+                )
+            )  # fmt: skip
+        return by_name
+
+    def _definition_candidates(self, window: tuple[int, int]) -> list[_Candidate]:
+        local = self._same_file_definitions()
+        stems = self._import_stems()
+        target_dir = self.rel.rsplit("/", 1)[0] if "/" in self.rel else ""
+        hole_bytes = (self.target.start_byte, self.target.end_byte)
+        result: list[_Candidate] = []
+        for name, use in self._weighted_names().items():
+            found = list(local.get(name, []))
+            if self.index is not None:
+                found += [d for d in self.index.lookup(name) if d.path != self.rel]
+            found = [d for d in found if self._can_refer(use, d)]
+            if not found:
+                continue
+            weight, label = use.weight, use.label
+            # With n definitions of a name, each is the one meant with probability ~1/n.
+            specificity = 1.0 / len(found)
+            scored: list[tuple[float, Definition]] = []
+            for defn in found:
+                if defn.path == self.rel:
+                    if window[0] <= defn.start_byte and defn.end_byte <= window[1]:
+                        continue  # already visible in the local prefix/suffix
+                    if defn.start_byte <= hole_bytes[0] and hole_bytes[1] <= defn.end_byte:
+                        continue  # the definition being written (or around it), not context for itself
+                scored.append((weight * specificity * self._locality(defn, stems, target_dir), defn))
+            scored.sort(key=lambda item: -item[0])
+            for score, defn in scored[:MAX_DEFS_PER_NAME]:
+                where = "this file" if defn.path == self.rel else defn.path
+                reason = f"definition of {defn.qualname} ({label}; {defn.kind} in {where})"
+                span = (defn.start_byte, defn.end_byte) if defn.path == self.rel else None
+                result.append(
+                    _Candidate(
+                        (defn.path, defn.start_byte, defn.end_byte), defn.path, reason, score,
+                        self._definition_forms(defn), (defn.start_line, defn.end_line), span,
+                    )
+                )  # fmt: skip
+        return result
+
+    def _can_refer(self, use: _NameUse, defn: Definition) -> bool:
+        """Whether a use of the name can mean this definition.
+
+        `self.x` means a member of this file's class (base classes elsewhere are not tracked); a
+        plain name cannot mean a method, except inside a Java/C++ class (implicit `this`).
+        """
+        if defn.kind in ("namespace", "module"):
+            return False  # a whole namespace or module is never a useful chunk
+        if use.self_attr and defn.path == self.rel:
+            return True
+        if defn.kind not in ("method", "constructor"):
+            return use.bare or use.attr
+        if use.attr:
+            return True
+        return use.bare and defn.path == self.rel and defn.language in ("java", "cpp")
+
+    def _locality(self, defn: Definition, stems: set[str], target_dir: str) -> float:
+        if defn.path == self.rel:
+            return 1.5
+        parts = defn.path.rsplit("/", 2)
+        stem = parts[-1].split(".", 1)[0]
+        parent = parts[-2] if len(parts) > 1 else ""
+        factor = 1.0
+        # `import shapes.geometry`, `use crate::parser`, `./math.js`; Go and Python packages by directory.
+        if stem in stems or (parent and parent in stems):
+            factor = 2.0
+        elif (defn.path.rsplit("/", 1)[0] if "/" in defn.path else "") == target_dir:
+            factor = 1.3
+        if defn.name.startswith("_") and not defn.name.startswith("__"):
+            factor *= 0.5
+        if not self._target_is_test and _is_test_path(defn.path):
+            factor *= 0.3  # test helpers are rarely what production code means by a name
+        return factor
+
+    # -- rendering definitions -----------------------------------------------------------------
+
+    def _source_of(self, path: str) -> bytes:
+        if path == self.rel:
+            return self.data
+        if path not in self._file_bytes:
+            try:
+                self._file_bytes[path] = self.index.read_bytes(path) if self.index is not None else b""
+            except OSError:
+                self._file_bytes[path] = b""
+        return self._file_bytes[path]
+
+    def _indent_at(self, source: bytes, byte: int) -> str:
+        line_start = source.rfind(b"\n", 0, byte) + 1
+        match = re.match(rb"[ \t]*", source[line_start:byte])
+        return match.group().decode() if match else ""
+
+    def _definition_forms(self, defn: Definition) -> Callable[[], list[tuple[str, str]]]:
+        def forms() -> list[tuple[str, str]]:
+            source = self._source_of(defn.path)
+            if not source:
+                return [(self._summary(defn, ""), " (signature only; file unreadable)")]
+            indent = self._indent_at(source, defn.start_byte)
+            full = indent + source[defn.start_byte : defn.end_byte].decode("utf-8", "replace").rstrip() + "\n"
+            summary = self._summary(defn, indent, source)
+            if defn.kind in L.CLASS_LIKE:
+                return [(full, ""), (summary, " (outline)")]
+            return [(full, ""), (summary, " (signature only)")]
+
+        return forms
+
+    def _summary(self, defn: Definition, indent: str, source: bytes = b"") -> str:
+        """Signature and doc of a definition; a class-like one also lists its members' signatures."""
+        python = defn.language == "python"
+        members = self._members(defn) if defn.kind in L.CLASS_LIKE else []
+
+        def member_line(member: Definition) -> str:
+            member_indent = self._indent_at(source, member.start_byte) if source else indent + self.unit
+            ending = " ..." if python else (" { ... }" if member.has_body else ";")
+            return f"{member_indent}{member.signature}{ending}"
+
+        if python:
+            lines = [f"{indent}{defn.signature}"]
+            if defn.doc:
+                lines.append(f'{indent}    """{defn.doc}"""')
+            lines.extend(member_line(m) for m in members)
+            if len(lines) == 1:
+                lines[0] += " ..."
+            return "\n".join(lines) + "\n"
+        comment = L.get_language(defn.language).line_comments or ("//",)
+        lines = [f"{indent}{comment[0]} {defn.doc}"] if defn.doc else []
+        if members and defn.has_body:
+            lines.append(f"{indent}{defn.signature} {{")
+            lines.extend(member_line(m) for m in members)
+            lines.append(f"{indent}}}")
+        else:
+            lines.append(f"{indent}{defn.signature}{' { ... }' if defn.has_body else ';'}")
+        return "\n".join(lines) + "\n"
+
+    def _members(self, defn: Definition) -> list[Definition]:
+        depth = defn.qualname.count(".") + 1
+        pool: list[Definition]
+        if defn.path == self.rel:
+            pool = [d for group in self._same_file_definitions().values() for d in group]  # cached
+        elif self.index is not None and (info := self.index.files.get(defn.path)) is not None:
+            pool = info.definitions
+        else:
+            return []
+        members = [
+            d for d in pool
+            if d.qualname.startswith(defn.qualname + ".") and d.qualname.count(".") == depth
+            and defn.start_byte <= d.start_byte < defn.end_byte
+        ]  # fmt: skip
+        return sorted(members, key=lambda d: d.start_byte)
+
+    def _sibling_candidate(self, window: tuple[int, int]) -> list[_Candidate]:
+        if not self.defs:
+            return []
+        scopes = self.target.scopes
+        parent_qual = scopes[-2].qualname if len(scopes) >= 2 else None
+        own = (self.offsets.to_byte(scopes[-1].start), self.offsets.to_byte(scopes[-1].end)) if scopes else None
+        siblings = []
+        for defn in self.defs:
+            defn_parent = defn.parent.qualname if defn.parent is not None else None
+            if defn_parent != parent_qual or (own and defn.start_byte <= own[0] < defn.end_byte):
+                continue
+            if window[0] <= defn.start_byte and defn.end_byte <= window[1]:
+                continue
+            if defn.start_byte <= self.target.start_byte and self.target.end_byte <= defn.end_byte:
+                continue
+            siblings.append(defn)
+        if not siblings:
+            return []
+        where = parent_qual or "the file's top level"
+        text = "".join(
+            self._indent_at(self.data, d.outer.start_byte) + L.signature_of(d, self.data) + "\n" for d in siblings
+        )
+        reason = f"signatures of {len(siblings)} other definitions in {where}"
+        span = (min(d.start_byte for d in siblings), max(d.end_byte for d in siblings))
+        return [_Candidate((self.rel, -3, -3), self.rel, reason, SCORE_SIBLINGS, lambda: [(text, "")], span=span)]
+
+    # -- assembly ------------------------------------------------------------------------------
+
+    def select(self, cands: list[_Candidate], budget: int) -> tuple[list[tuple[Chunk, _Candidate]], list[Chunk], int]:
+        """Greedy by score; each candidate in its fullest form that fits, else dropped (recorded)."""
+        chosen: list[tuple[Chunk, _Candidate]] = []
+        dropped: list[Chunk] = []
+        unrecorded = 0
+        remaining = budget
+        max_single = max(1, int(budget * MAX_CHUNK_SHARE))
+        for cand in cands:
+            forms = cand.forms() if remaining > 0 or len(dropped) < MAX_DROPPED_RECORDED else []
+            chunk = self._place(cand, forms, remaining, max_single) if remaining > 0 else None
+            if chunk is not None:
+                chosen.append((chunk, cand))
+                remaining -= chunk.tokens
+            elif len(dropped) < MAX_DROPPED_RECORDED:
+                text, suffix = forms[-1]
+                dropped.append(Chunk(cand.path, text, cand.reason + suffix, cand.score, self.count(text), cand.lines))
+            else:
+                unrecorded += 1
+        return chosen, dropped, unrecorded
+
+    def _place(self, cand: _Candidate, forms: list[tuple[str, str]], remaining: int, max_single: int) -> Chunk | None:
+        for position, (text, suffix) in enumerate(forms):
+            # A full form may not hog the chunk budget; the last (smallest) may use what is left.
+            cap = remaining if position == len(forms) - 1 else min(remaining, max_single)
+            if len(text) > cap * CHARS_PER_TOKEN_MAX:
+                continue  # cannot fit whatever the tokenizer: do not pay for counting it
+            tokens = self.count(text)
+            if tokens <= cap:
+                return Chunk(cand.path, text, cand.reason + suffix, cand.score, tokens, cand.lines)
+        return None
+
+    def run(self) -> ContextResult:
+        target = self.target
+        if self.lang.ts_language is None:
+            what = "unknown language" if self.lang.name == L.PLAIN_TEXT else f"no grammar for {self.lang.name}"
+            self.notes.append(f"{what} for {self.rel}: plain text context")
+        if self.index is None:
+            self.notes.append("no repository index: definitions from this file only")
+        self.unit = _indent_unit_of(target.text)
+        local_cap = int(self.budget * LOCAL_SHARE)
+        prefix, prefix_tokens, suffix, suffix_tokens = self.split_local(local_cap)
+        cands = self.candidates(self._window(prefix, suffix))[:MAX_CANDIDATES]
+        chunk_budget = self.budget - prefix_tokens - suffix_tokens
+        chosen, dropped, unrecorded = self.select(cands, chunk_budget)
+        spare = chunk_budget - sum(c.tokens for c, _ in chosen)
+        if spare > 0:  # chunks left room: let the local text have it
+            prefix, prefix_tokens, suffix, suffix_tokens = self.split_local(prefix_tokens + suffix_tokens + spare)
+            # The wider local text may now show what a chunk shows; do not send it twice.
+            window = self._window(prefix, suffix)
+            shown = [c for c, cand in chosen if cand.span and window[0] <= cand.span[0] and cand.span[1] <= window[1]]
+            if shown:
+                chosen = [(c, cand) for c, cand in chosen if c not in shown]
+                freed = prefix_tokens + suffix_tokens + sum(c.tokens for c in shown)
+                prefix, prefix_tokens, suffix, suffix_tokens = self.split_local(freed)
+        chunks = [c for c, _ in chosen]
+        notes = self.notes + self._cut_notes(prefix, suffix)
+        if dropped:
+            notes.append(f"{len(dropped) + unrecorded} context chunks dropped: over the token budget")
+        truncated = bool(dropped) or len(prefix) < target.start or len(suffix) < len(target.text) - target.end
+        used = sum(c.tokens for c in chunks) + prefix_tokens + suffix_tokens
+        return ContextResult(
+            target=target, chunks=chunks, prefix=prefix, suffix=suffix, dropped=dropped, truncated=truncated,
+            notes=notes, budget_tokens=self.budget, used_tokens=used, prefix_tokens=prefix_tokens,
+            suffix_tokens=suffix_tokens, target_path=self.rel,
+        )  # fmt: skip
+
+    def _cut_notes(self, prefix: str, suffix: str) -> list[str]:
+        notes = []
+        text, target = self.target.text, self.target
+        if len(prefix) < target.start:
+            kept, total = prefix.count("\n"), text.count("\n", 0, target.start)
+            notes.append(f"prefix cut: kept the last {kept} of {total} lines before the hole")
+        if len(suffix) < len(text) - target.end:
+            kept, total = suffix.count("\n"), text.count("\n", target.end)
+            notes.append(f"suffix cut: kept the first {kept} of {total} lines after the hole")
+        return notes
+
+
+_TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
+_TEST_FILE = re.compile(r"(^test_|_test\.\w+$|_tests\.\w+$|\.(test|spec)\.\w+$|Tests?\.java$)")
+_SELF_NAMES = frozenset({"self", "this", "cls", "Self"})
+_PYTHON_BUILTINS = frozenset(dir(builtins))
+
+
+def _is_test_path(path: str) -> bool:
+    parts = path.split("/")
+    return any(p in _TEST_DIRS for p in parts[:-1]) or bool(_TEST_FILE.search(parts[-1]))
+
+
+def _indent_unit_of(text: str) -> str:
+    from dcode.edit.targets import indent_unit
+
+    return indent_unit(text)
+
+
+def gather_context(
+    target: Target, index: RepoIndex | None, budget_tokens: int, count_tokens: CountTokens
+) -> ContextResult:
+    """Assemble the context for `target` within `budget_tokens` (counted with `count_tokens`)."""
+    return _Gatherer(target, index, budget_tokens, count_tokens).run()
+
+
+# --------------------------------------------------------------------------------------------
+# Reports
+# --------------------------------------------------------------------------------------------
+
+
+def format_context(result: ContextResult, json: bool = False) -> str:
+    """`dcode context` output: each chunk with why it was chosen, then the local text and the cuts."""
+    if json:
+        return _json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
+    target = result.target
+    first, last = target.line_range
+    lines_text = f"{first}" if first == last else f"{first}-{last}"
+    where = f" in {target.scopes[-1].qualname}" if target.scopes else ""
+    chunk_tokens = sum(c.tokens for c in result.chunks)
+    out = [
+        f"target: {result.target_path or target.path}:{lines_text} ({target.kind.replace('_', ' ')}{where})",
+        f"budget: {result.budget_tokens} tokens; used {result.used_tokens} (chunks {chunk_tokens}, "
+        f"prefix {result.prefix_tokens}, suffix {result.suffix_tokens})",
+    ]
+    if target.hint:
+        out.append(f"hint: {target.hint}")
+    if target.detail:
+        out.append(f"problem: {target.detail}")
+    for chunk in result.chunks:
+        span = _span(chunk.lines)
+        out.append("")
+        out.append(f"── {chunk.path}{span} · {chunk.reason} · score {chunk.score:.2f} · {chunk.tokens} tokens")
+        out.append(chunk.text.rstrip("\n"))
+    out.append("")
+    out.append(_local_line("prefix", result.prefix, result.prefix_tokens, target.text[: target.start]))
+    out.append(_local_line("suffix", result.suffix, result.suffix_tokens, target.text[target.end :]))
+    for chunk in result.dropped:
+        span = _span(chunk.lines)
+        out.append(f"dropped: {chunk.path}{span} · {chunk.reason} · score {chunk.score:.2f} · {chunk.tokens} tokens")
+    for note in result.notes:
+        out.append(f"note: {note}")
+    out.append(f"truncated: {'yes' if result.truncated else 'no'}")
+    return "\n".join(out)
+
+
+def _span(lines: tuple[int, int] | None) -> str:
+    if not lines:
+        return ""
+    return f":{lines[0]}" if lines[0] == lines[1] else f":{lines[0]}-{lines[1]}"
+
+
+def _local_line(name: str, kept: str, tokens: int, whole: str) -> str:
+    kept_lines = kept.count("\n") + (1 if kept and not kept.endswith("\n") else 0)
+    whole_lines = whole.count("\n") + (1 if whole and not whole.endswith("\n") else 0)
+    state = "complete" if len(kept) == len(whole) else f"cut from {whole_lines} lines"
+    return f"local {name}: {kept_lines} lines, {len(kept)} chars, {tokens} tokens ({state})"

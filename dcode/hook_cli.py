@@ -1,0 +1,104 @@
+"""`dcode hook ...`: thin command-line wrappers over `dcode.hook` (registered by `cli.py`).
+
+`cli.py` imports this module on every start, so everything heavy (dcode.commands pulls in torch)
+is imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
+
+import typer
+
+hook_app = typer.Typer(
+    help="Git pre-commit fix-ups: fill `dcode: fill` markers and repair syntax errors in staged files. "
+    "`dcode hook install` sets it up; it never stages or commits.",
+    no_args_is_help=True,
+)
+
+FilesArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="Files to handle (default: every staged file in a language dcode can parse).", show_default=False),
+]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 3) when the model or device is unavailable instead of skipping.")]
+AttemptsOpt = Annotated[int, typer.Option("--attempts", min=1, help="Tries per hole; every candidate is re-parsed before it is kept.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory (default: $DCODE_MODEL, else the shipped model).")]
+DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace a pre-commit hook dcode did not install (it is kept as a backup).")]
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`dcode.commands.user_errors` (one-line error, exit code), imported when the command runs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dcode.commands import user_errors as guard
+
+        return guard(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _flags(ctx: typer.Context, **kwargs: object) -> dict:
+    """Global flags (`dcode --model X hook run`) overridden by the command's own."""
+    merged = dict(ctx.obj or {})
+    merged.update({k: v for k, v in kwargs.items() if v is not None})
+    return merged
+
+
+@user_errors
+def _run(flags: dict, files: list[str] | None, *, write: bool, strict: bool, attempts: int) -> int:
+    from dcode.commands import err_console, load, settings_for
+    from dcode.hook import run_hook
+
+    settings = settings_for(flags)
+    return run_hook(files or None, lambda: load(settings), settings, write=write, strict=strict,
+                    console=err_console, max_attempts=attempts)  # fmt: skip
+
+
+@hook_app.command("run")
+def run(
+    ctx: typer.Context, files: FilesArg = None, strict: StrictOpt = False, attempts: AttemptsOpt = 4,
+    model: ModelOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Fix staged files in place. Exits 1 when it changed files: review them, `git add`, commit again."""
+    raise typer.Exit(_run(_flags(ctx, model=model, device=device), files, write=True, strict=strict, attempts=attempts))
+
+
+@hook_app.command("check")
+def check(
+    ctx: typer.Context, files: FilesArg = None, strict: StrictOpt = False, attempts: AttemptsOpt = 4,
+    model: ModelOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Print the diff `dcode hook run` would apply and exit 1 if there is one; writes nothing."""
+    raise typer.Exit(_run(_flags(ctx, model=model, device=device), files, write=False, strict=strict, attempts=attempts))
+
+
+@user_errors
+def _install(force: bool) -> None:
+    from dcode.commands import err_console, project_root
+    from dcode.hook import install_hook
+
+    err_console.print(install_hook(project_root(), force), markup=False, highlight=False)
+
+
+@user_errors
+def _uninstall() -> None:
+    from dcode.commands import err_console, project_root
+    from dcode.hook import uninstall_hook
+
+    err_console.print(uninstall_hook(project_root()), markup=False, highlight=False)
+
+
+@hook_app.command()
+def install(force: ForceOpt = False) -> None:
+    """Install dcode as this repository's git pre-commit hook (refuses to clobber another hook)."""
+    _install(force)
+
+
+@hook_app.command()
+def uninstall() -> None:
+    """Remove dcode's pre-commit hook and restore the hook it replaced, if any."""
+    _uninstall()

@@ -1,0 +1,255 @@
+"""The interactive session (`dcode` with no arguments, or `dcode shell`).
+
+A prompt-toolkit loop in the repository with history and completion of commands, paths and
+`path::Symbol` targets. The model is loaded once and stays loaded. After a proposal, single keys
+act on it: a accept, r reject, f refine, l refine chosen lines, k keep it pending. Ctrl-C stops
+a running generation and returns to the prompt; Ctrl-D or `exit` leaves.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.completion import Completer, Completion, PathCompleter
+from prompt_toolkit.document import Document
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings
+from rich.console import Console
+
+from dcode.errors import DcodeError, InputError
+
+COMMANDS = {
+    "fill": "fill TARGET: fill a hole (marker, line, range, stub, syntax error)",
+    "write": "write TARGET: write a function body",
+    "refine": "refine [A-B] [--passes N]: refine the pending proposal (all weak tokens, or lines A-B)",
+    "accept": "accept: apply the pending proposal",
+    "reject": "reject: drop the pending proposal",
+    "undo": "undo: restore the files of the last applied change",
+    "context": "context TARGET: show the context the model would see",
+    "info": "info: the loaded model and device",
+    "help": "help: this list",
+    "exit": "exit: leave (Ctrl-D also works)",
+}
+REVIEW_KEYS = {"a": "accept", "r": "reject", "f": "refine", "l": "lines", "k": "keep"}
+
+
+class ShellCompleter(Completer):
+    """Commands first; then file paths, and `path::` completes that file's symbols."""
+
+    def __init__(self, shell: "Shell") -> None:
+        self.shell = shell
+        self.paths = PathCompleter(expanduser=True)
+
+    def get_completions(self, document: Document, complete_event) -> Iterable[Completion]:
+        before = document.text_before_cursor
+        words = before.split()
+        if not words or (len(words) == 1 and not before.endswith(" ")):
+            prefix = words[0] if words else ""
+            for name in COMMANDS:
+                if name.startswith(prefix):
+                    yield Completion(name, start_position=-len(prefix), display_meta=COMMANDS[name])
+            return
+        word = document.get_word_before_cursor(WORD=True)
+        if "::" in word:
+            path, _, partial = word.partition("::")
+            for name in self.shell.symbols(path):
+                if name.startswith(partial):
+                    yield Completion(name, start_position=-len(partial))
+            return
+        yield from self.paths.get_completions(Document(word, len(word)), complete_event)
+
+
+class Shell:
+    def __init__(self, flags: dict[str, Any], console: Console, input=None, output=None) -> None:
+        from dcode.commands import project_root, settings_for
+        from dcode.edit.journal import state_dir
+
+        self.flags = flags
+        self.console = console
+        self.root = project_root()
+        self.settings = settings_for(flags)
+        self.model = None
+        self.index = None
+        history_file = state_dir(self.root) / "history"
+        try:
+            history_file.parent.mkdir(parents=True, exist_ok=True)
+            history = FileHistory(str(history_file))
+        except OSError:
+            history = InMemoryHistory()
+        self.session: PromptSession = PromptSession(
+            history=history, completer=ShellCompleter(self), complete_while_typing=False,
+            input=input, output=output,
+        )
+        keys = KeyBindings()
+        for key in REVIEW_KEYS:
+            keys.add(key)(lambda event, key=key: event.app.exit(result=key))
+        keys.add("c-c")(lambda event: event.app.exit(result="k"))
+        self.keys = PromptSession(key_bindings=keys, input=input, output=output)
+
+    # -- helpers ----------------------------------------------------------------------------
+    def ensure_model(self):
+        if self.model is None:
+            from dcode.commands import load
+
+            self.model = load(self.settings)
+        return self.model
+
+    def symbols(self, path: str) -> list[str]:
+        from dcode.context.index import RepoIndex
+
+        try:
+            if self.index is None:
+                self.index = RepoIndex.open(self.root)
+            info = self.index.get(Path(path))
+        except (DcodeError, OSError):
+            return []
+        return sorted({d.qualname for d in info.definitions}) if info else []
+
+    def run_stream(self, stream, title: str):
+        """Drive a proposal stream; Ctrl-C cancels it and returns None."""
+        from dcode.commands import drive
+
+        try:
+            return drive(stream, self.model.tokenizer, self.settings, True, title)
+        except KeyboardInterrupt:
+            self.console.print("cancelled", markup=False)
+            return None
+
+    # -- commands ---------------------------------------------------------------------------
+    def propose(self, args: list[str], mode: str) -> None:
+        from dcode.edit.proposal import save_pending
+        from dcode.workflow import Request, propose
+
+        if len(args) != 1:
+            raise InputError(f"usage: {COMMANDS[mode]}")
+        model = self.ensure_model()
+        proposal = self.run_stream(propose(Request(args[0], mode), model, self.settings), f"{mode} {args[0]}")
+        if proposal is not None:
+            save_pending(proposal)
+            self.review(proposal)
+
+    def refine(self, args: list[str], proposal=None) -> None:
+        from dcode.commands import parse_line_range
+        from dcode.edit.proposal import load_pending, save_pending
+        from dcode.workflow import refine
+
+        passes, lines = 1, None
+        it = iter(args)
+        for arg in it:
+            if arg == "--passes":
+                passes = int(next(it, "1"))
+            else:
+                lines = parse_line_range(arg)
+        proposal = proposal or load_pending(self.root)
+        model = self.ensure_model()
+        for _ in range(passes):
+            refined = self.run_stream(refine(proposal, model, self.settings, lines=lines), "refine")
+            if refined is None:
+                break
+            proposal = refined
+            save_pending(proposal)
+        self.review(proposal)
+
+    def review(self, proposal) -> None:
+        """Show the pending diff; a single key decides what happens to it."""
+        from dcode.commands import parse_line_range, proposal_view
+        from dcode.edit.proposal import apply_proposal, clear_pending
+        from dcode.ui import render_diff
+
+        diff, highlights, uncertain = proposal_view(proposal, self.model.tokenizer, self.settings)
+        render_diff(self.console, diff, highlights)
+        if uncertain:
+            self.console.print(f"uncertain: line(s) {', '.join(map(str, uncertain))}", markup=False)
+        key = self.keys.prompt("[a]ccept [r]eject re[f]ine refine [l]ines [k]eep > ")
+        if key == "a":
+            apply_proposal(proposal, f"accept {proposal.rel_path}")
+            clear_pending(proposal.root)
+            self.console.print(f"applied to {proposal.rel_path}", markup=False)
+        elif key == "r":
+            clear_pending(proposal.root)
+            self.console.print("rejected", markup=False)
+        elif key == "f":
+            self.refine([], proposal)
+        elif key == "l":
+            span = self.session.prompt("lines A-B > ")
+            parse_line_range(span)
+            self.refine([span], proposal)
+        else:
+            self.console.print("kept pending (accept / reject / refine later)", markup=False)
+
+    def simple(self, command: str, args: list[str]) -> None:
+        from dcode.edit.journal import Journal
+        from dcode.edit.proposal import apply_proposal, clear_pending, load_pending
+
+        if command == "accept":
+            proposal = load_pending(self.root)
+            apply_proposal(proposal, f"accept {proposal.rel_path}")
+            clear_pending(self.root)
+            self.console.print(f"applied to {proposal.rel_path}", markup=False)
+        elif command == "reject":
+            if not clear_pending(self.root):
+                raise InputError("no pending proposal to reject")
+            self.console.print("rejected", markup=False)
+        elif command == "undo":
+            entry = Journal(self.root).undo()
+            for f in entry.files:
+                self.console.print(f"restored {f.path}", markup=False)
+        elif command == "context":
+            from dcode.context.gather import format_context
+            from dcode.workflow import Request, context_for, resolve
+
+            if len(args) != 1:
+                raise InputError(f"usage: {COMMANDS['context']}")
+            _, result = context_for(resolve(Request(args[0])), self.ensure_model(), self.settings)
+            self.console.print(format_context(result, json=False), markup=False, highlight=False)
+        elif command == "info":
+            model = self.ensure_model()
+            self.console.print(
+                f"{model.name}: {model.num_parameters / 1e6:.1f}M parameters, {model.device}, "
+                f"{str(model.dtype).removeprefix('torch.')}, {model.path}", markup=False,
+            )
+        elif command == "help":
+            for text in COMMANDS.values():
+                self.console.print(f"  {text}", markup=False)
+
+    def handle(self, line: str) -> bool:
+        """Run one command line; False when the session should end."""
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:
+            raise InputError(f"cannot parse the line: {exc}") from None
+        if not words:
+            return True
+        command, args = words[0], words[1:]
+        if command in ("exit", "quit"):
+            return False
+        if command in ("fill", "write"):
+            self.propose(args, command)
+        elif command == "refine":
+            self.refine(args)
+        elif command in COMMANDS:
+            self.simple(command, args)
+        else:
+            raise InputError(f"unknown command {command!r} (type help)")
+        return True
+
+    def loop(self) -> None:
+        self.console.print(f"dcode shell in {self.root} — type help, Ctrl-D to leave", markup=False)
+        while True:
+            try:
+                line = self.session.prompt("dcode> ")
+            except KeyboardInterrupt:
+                continue
+            except EOFError:
+                return
+            try:
+                if not self.handle(line):
+                    return
+            except DcodeError as err:
+                self.console.print(f"error: {str(err).splitlines()[0]}", markup=False)
+            except KeyboardInterrupt:
+                self.console.print("cancelled", markup=False)

@@ -1,0 +1,1 @@
+"""Shapes: a tiny package for dcode's context tests."""

@@ -1,0 +1,210 @@
+"""End-to-end: the `dcode` commands on small tmp repositories with the shipped model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dcode.cli import app
+from dcode.model.loader import default_model_dir
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+PY_FILE = '''"""Geometry helpers."""
+import math
+
+
+def distance(a, b):
+    """Euclidean distance between two points."""
+    # dcode: fill
+
+
+def area(r):
+    """Area of a circle of radius r."""
+    raise NotImplementedError
+
+
+def describe(p):
+    return f"point at {p}"
+'''
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    return default_model_dir()
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch, shipped_model) -> Path:
+    """A git repository with one Python file; dcode's config/cache/state kept inside tmp."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    (root / "geo.py").write_text(PY_FILE, encoding="utf-8")
+    for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    monkeypatch.setenv("DCODE_MODEL", str(shipped_model))
+    monkeypatch.setenv("DCODE_MAX_TOKENS", "48")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.chdir(root)
+    return root
+
+
+def invoke(*args: str, input: str | None = None):
+    return CliRunner().invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+def run_dcode(*args: str, cwd: Path, input: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run([sys.executable, "-m", "dcode", *args], cwd=cwd, env=env, input=input,
+                          capture_output=True, text=True, timeout=120)
+
+
+def parses(text: str) -> bool:
+    try:
+        compile(text, "<test>", "exec")
+        return True
+    except SyntaxError:
+        return False
+
+
+def test_fill_shows_a_diff_and_writes_nothing(repo):
+    before = (repo / "geo.py").read_bytes()
+    result = invoke("fill", "geo.py", "--diff")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("--- a/geo.py\n+++ b/geo.py\n")
+    assert "-    # dcode: fill" in result.stdout
+    assert (repo / "geo.py").read_bytes() == before  # nothing written without --yes
+    assert (repo / ".git" / "dcode" / "pending.json").is_file()
+
+
+def test_fill_yes_writes_a_file_that_parses_and_undo_restores_bytes(repo):
+    before = (repo / "geo.py").read_bytes()
+    result = invoke("fill", "geo.py", "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["applied"] is True and data["path"] == "geo.py"
+    after = (repo / "geo.py").read_text()
+    assert after != before.decode() and "# dcode: fill" not in after
+    # The fill went where the marker was; everything around it is intact.
+    assert after.startswith(PY_FILE.split("    # dcode: fill")[0])
+    assert after.endswith(PY_FILE.split("    # dcode: fill\n")[1])
+    assert invoke("undo").exit_code == 0
+    assert (repo / "geo.py").read_bytes() == before
+
+
+def test_write_regenerates_a_function_body(repo):
+    result = invoke("write", "geo.py::area", "--yes", "--json")
+    assert result.exit_code == 0, result.output
+    text = (repo / "geo.py").read_text()
+    assert 'def area(r):\n    """Area of a circle of radius r."""\n' in text
+    assert "raise NotImplementedError" not in text
+    assert 'def describe(p):\n    return f"point at {p}"\n' in text
+
+
+def test_refine_changes_only_the_pending_region(repo):
+    assert invoke("fill", "geo.py:16", "--diff").exit_code == 0  # the `return f"..."` line
+    pending = json.loads((repo / ".git" / "dcode" / "pending.json").read_text())
+    result = invoke("refine", "--passes", "2", "--json")
+    assert result.exit_code == 0, result.output
+    refined = json.loads((repo / ".git" / "dcode" / "pending.json").read_text())
+    assert refined["passes"] == pending["passes"] + 2
+    assert (refined["start"], refined["end"]) == (pending["start"], pending["end"])
+    diff = json.loads(result.stdout)["diff"]
+    changed = [line for line in diff.splitlines() if line[:1] in "+-" and line[:3] not in ("+++", "---")]
+    # Only the line that was the hole is removed; additions are the (refined) fill.
+    assert [line for line in changed if line.startswith("-")] == ['-    return f"point at {p}"']
+    assert invoke("accept").exit_code == 0
+    assert not (repo / ".git" / "dcode" / "pending.json").exists()
+
+
+def test_refine_lines_and_reject(repo):
+    assert invoke("fill", "geo.py", "--diff").exit_code == 0
+    result = invoke("refine", "--lines", "1-1", "--diff")
+    assert result.exit_code == 0, result.output
+    assert invoke("reject").exit_code == 0
+    result = invoke("accept")
+    assert result.exit_code == 2 and "no pending proposal" in result.stderr
+
+
+def test_file_changed_behind_dcodes_back_is_not_overwritten(repo):
+    assert invoke("fill", "geo.py", "--diff").exit_code == 0
+    (repo / "geo.py").write_text(PY_FILE + "\n# edited meanwhile\n")
+    result = invoke("accept")
+    assert result.exit_code == 2
+    assert "changed since dcode read it" in result.stderr
+    assert (repo / "geo.py").read_text().endswith("# edited meanwhile\n")
+
+
+@pytest.mark.parametrize(
+    "setup, target, message",
+    [
+        (lambda r: None, "missing.py", "no such file"),
+        (lambda r: (r / "blob.py").write_bytes(b"\x00\x01binary"), "blob.py", "binary"),
+        (lambda r: (r / "latin.py").write_bytes(b"x = '\xe9'\n"), "latin.py", "UTF-8"),
+        (lambda r: None, "geo.py:999", "line"),
+        (lambda r: None, "geo.py::nope", "nope"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(repo, setup, target, message):
+    setup(repo)
+    result = run_dcode("fill", target, cwd=repo)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dcode: error:") and message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_model_exits_3(repo, tmp_path):
+    result = run_dcode("--model", str(tmp_path / "nowhere"), "fill", "geo.py", cwd=repo)
+    assert result.returncode == 3 and "not found" in result.stderr
+
+
+def test_complete_round_trip(repo):
+    request = {"input_prefix": "def double(x):\n    return ", "input_suffix": "\n", "n_predict": 16,
+               "filename": str(repo / "geo.py"), "threshold": 0.5, "unknown_field": True}
+    result = run_dcode("complete", cwd=repo, input=json.dumps(request))
+    assert result.returncode == 0, result.stderr
+    response = json.loads(result.stdout)
+    assert isinstance(response["content"], str) and response["tokens_predicted"] <= 16
+    assert response["timings"]["forward_passes"] >= 1 and response["model"]
+
+
+def test_complete_jsonl_survives_malformed_lines(repo):
+    good = json.dumps({"input_prefix": "x = ", "input_suffix": "\n", "n_predict": 8, "tokens_per_step": 1})
+    lines = "\n".join([good, "{not json", json.dumps({"input_prefix": 5}), good]) + "\n"
+    result = run_dcode("complete", "--jsonl", cwd=repo, input=lines)
+    assert result.returncode == 0, result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(out) == 4
+    assert "error" not in out[0] and out[0]["timings"]["forward_passes"] == out[0]["tokens_predicted"]
+    assert out[1]["error"]["code"] == "invalid_json"
+    assert out[2]["error"]["code"] == "invalid_request"
+    assert out[3]["content"] == out[0]["content"]  # same request, same answer: deterministic
+
+
+def test_context_command(repo):
+    result = invoke("context", "geo.py", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert "chunks" in data and "prefix" in data
+
+
+def test_info(repo, shipped_model):
+    result = invoke("info", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["path"] == str(shipped_model.resolve()) and data["device"] == "cpu"
+
+
+def test_help_reads_well():
+    result = invoke("--help")
+    for command in ("fill", "write", "refine", "accept", "reject", "undo", "context", "info", "complete"):
+        assert command in result.stdout

@@ -1,0 +1,365 @@
+"""The git pre-commit hook on real repositories in tmp dirs, driven by scripted models whose
+output is known, so every assertion is about the hook and not about model quality."""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from dcode.edit.journal import Journal
+from dcode.errors import InputError, ModelError
+from dcode.hook import BACKUP_NAME, HOOK_MARKER, install_hook, open_repo, run_hook, staged_files, uninstall_hook
+from dcode.model.loader import LoadedModel
+from dcode.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+BROKEN = "import os\n\n\ndef add(a, b):\n    return a +\n"
+REPAIR = "def add(a, b):\n    return a + b\n"  # the model's replacement for the broken region
+FIXED = "import os\n\n\ndef add(a, b):\n    return a + b\n"
+
+STUBS = '''def mean(values):
+    """Mean of a non-empty list."""
+    # dcode: fill
+    raise NotImplementedError
+
+
+def keep():
+    pass
+'''
+MEAN_BODY = "    return sum(values) / len(values)\n"
+STUBS_FILLED = '''def mean(values):
+    """Mean of a non-empty list."""
+    return sum(values) / len(values)
+
+
+def keep():
+    pass
+'''
+
+
+# --------------------------------------------------------------------------------------------
+# Fixtures and helpers
+# --------------------------------------------------------------------------------------------
+
+
+def git(root: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True)
+    return done.stdout
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch) -> Path:
+    """An empty git repository; git and dcode see no config, cache or state outside tmp."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    for var in ("GIT_CONFIG_GLOBAL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "DCODE_MODEL"):
+        monkeypatch.delenv(var, raising=False)
+    for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+        monkeypatch.setenv(var, str(tmp_path / var.lower()))
+    for who in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{who}_EMAIL", "test@example.com")
+    root = tmp_path / "repo"
+    root.mkdir()
+    git(root, "init", "-q")
+    monkeypatch.chdir(root)
+    return root
+
+
+def stage(root: Path, name: str, text: str) -> Path:
+    path = root / name
+    path.write_text(text, encoding="utf-8")
+    git(root, "add", name)
+    return path
+
+
+def index_blob(root: Path, name: str) -> str:
+    return git(root, "show", f":{name}")
+
+
+@pytest.fixture
+def emitting(scripted) -> Callable[[str], LoadedModel]:
+    """A model that writes `text` into whatever hole it is given, then pads: the hole starts at
+    the first mask of the canvas (every slot is committed in the first pass)."""
+
+    def make(text: str) -> LoadedModel:
+        tok = None
+
+        def rule(position, canvas):
+            masks = (canvas == tok.mask_id).nonzero()
+            offset = position - int(masks[0]) if len(masks) else -1
+            return (ids[offset], 0.99) if 0 <= offset < len(ids) else (tok.pad_id, 0.99)
+
+        model = scripted(rule)
+        tok = model.tokenizer
+        ids = tok.encode(text)
+        return model
+
+    return make
+
+
+class Loader:
+    """model_loader that counts calls (the hook must load lazily) or fails like a missing model."""
+
+    def __init__(self, model: LoadedModel | None = None, error: Exception | None = None) -> None:
+        self.model, self.error, self.calls = model, error, 0
+
+    def __call__(self) -> LoadedModel:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        assert self.model is not None, "the hook loaded a model it did not need"
+        return self.model
+
+
+def hook(loader: Loader, *, write: bool = True, strict: bool = False, files: list[str] | None = None,
+         attempts: int = 4) -> tuple[int, str, str]:
+    """(exit code, stderr messages, stdout) of one hook run in the current directory."""
+    err, out = io.StringIO(), io.StringIO()
+    console = Console(file=err, width=400, no_color=True)
+    code = run_hook(files, loader, Settings(max_tokens=64), write=write, strict=strict, console=console,
+                    out=out, max_attempts=attempts)
+    return code, err.getvalue(), out.getvalue()
+
+
+def compiles(text: str) -> bool:
+    try:
+        compile(text, "<test>", "exec")
+        return True
+    except SyntaxError:
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Fixing staged files
+# --------------------------------------------------------------------------------------------
+
+
+def test_staged_syntax_error_is_repaired_and_a_second_run_changes_nothing(repo, emitting):
+    stage(repo, "README.md", "notes\n")
+    git(repo, "commit", "-q", "-m", "start")
+    path = stage(repo, "calc.py", BROKEN)
+    loader = Loader(emitting(REPAIR))
+
+    code, messages, _ = hook(loader)
+    assert code == 1
+    assert path.read_text(encoding="utf-8") == FIXED and compiles(FIXED)
+    assert index_blob(repo, "calc.py") == BROKEN  # the hook never stages
+    assert git(repo, "diff", "--cached", "--name-only").split() == ["calc.py"]
+    assert "fixed calc.py: syntax error at lines 4-5" in messages and "git add calc.py" in messages
+    assert loader.calls == 1
+    assert len(Journal(repo).entries()) == 1
+
+    after_first = path.read_bytes()
+    code, messages, _ = hook(loader)
+    assert code == 0
+    assert path.read_bytes() == after_first and index_blob(repo, "calc.py") == BROKEN
+    assert len(Journal(repo).entries()) == 1  # nothing new recorded
+    assert "fix dcode wrote is not staged yet" in messages
+
+    git(repo, "add", "calc.py")  # the user accepts the fix: now nothing is left to do
+    assert hook(loader)[0] == 0
+    assert path.read_bytes() == after_first
+
+
+def test_marker_in_a_stub_body_fills_the_body_and_a_plain_stub_is_untouched(repo, emitting):
+    path = stage(repo, "stats.py", STUBS)  # before the first commit: no HEAD yet
+    code, messages, _ = hook(Loader(emitting(MEAN_BODY)))
+    assert code == 1
+    assert path.read_text(encoding="utf-8") == STUBS_FILLED  # `raise NotImplementedError` went too
+    assert "stub body of mean" in messages
+
+
+def test_a_fix_that_does_not_parse_is_not_written(repo, emitting):
+    path = stage(repo, "calc.py", BROKEN)
+    model = emitting("def add(a, b:\n    ((((\n")
+    code, messages, _ = hook(Loader(model), attempts=4)
+    assert code == 0
+    assert path.read_text(encoding="utf-8") == BROKEN
+    assert "could not fix calc.py: syntax error at lines 4-5" in messages and "left as is" in messages
+    assert len(model.net.calls) == 4  # bounded: one denoising run per attempt
+    assert Journal(repo).entries() == []
+
+
+def test_a_repair_that_deletes_the_broken_code_is_not_written(repo, emitting):
+    path = stage(repo, "calc.py", BROKEN)
+    code, messages, _ = hook(Loader(emitting("pass\n")), attempts=2)  # parses, but `add` is gone
+    assert code == 0
+    assert path.read_text(encoding="utf-8") == BROKEN
+    assert "could not fix calc.py" in messages
+
+
+def test_a_fill_that_python_rejects_is_not_written(repo, emitting):
+    # tree-sitter accepts `return` at module level; compile() does not.
+    path = stage(repo, "script.py", "import sys\n# dcode: fill\n")
+    code, messages, _ = hook(Loader(emitting("return 1\n")), attempts=2)
+    assert code == 0
+    assert path.read_text(encoding="utf-8") == "import sys\n# dcode: fill\n"
+    assert "could not fix script.py: marker at line 2" in messages
+
+
+def test_partially_staged_file_is_skipped_and_keeps_its_unstaged_edits(repo, emitting):
+    path = stage(repo, "calc.py", BROKEN)
+    worktree = (BROKEN + "\n# unstaged work in progress\r\n").encode("utf-8")
+    path.write_bytes(worktree)
+    clean = stage(repo, "clean.py", "x = 1\n")
+    clean.write_text("x = 1\n# dcode: fill\n", encoding="utf-8")  # unstaged hole, staged content fine
+    loader = Loader(emitting(REPAIR))
+
+    code, messages, _ = hook(loader)
+    assert code == 0
+    assert path.read_bytes() == worktree  # byte-exact
+    assert index_blob(repo, "calc.py") == BROKEN
+    assert "skipped calc.py: it has unstaged changes; stage or stash them, then commit again" in messages
+    assert "clean.py" not in messages  # what would be committed needs nothing
+    assert clean.read_text(encoding="utf-8") == "x = 1\n# dcode: fill\n"
+    assert loader.calls == 0
+
+
+def test_check_prints_the_diff_and_writes_nothing(repo, emitting):
+    path = stage(repo, "calc.py", BROKEN)
+    code, messages, diff = hook(Loader(emitting(REPAIR)), write=False)
+    assert code == 1
+    assert "--- a/calc.py\n+++ b/calc.py\n" in diff
+    assert "-    return a +\n" in diff and "+    return a + b\n" in diff
+    assert "would fix calc.py" in messages
+    assert path.read_text(encoding="utf-8") == BROKEN
+    assert Journal(repo).entries() == []
+
+
+def test_undo_reverts_the_whole_hook_run(repo, emitting):
+    a = stage(repo, "a.py", BROKEN)
+    b = stage(repo, "b.py", BROKEN.replace("import os", "import re"))
+    assert hook(Loader(emitting(REPAIR)))[0] == 1
+    assert a.read_text(encoding="utf-8") == FIXED
+    assert b.read_text(encoding="utf-8") == FIXED.replace("import os", "import re")
+    assert len(Journal(repo).entries()) == 1  # one entry for the whole run
+    entry = Journal(repo).undo()
+    assert entry.command == "hook run"
+    assert a.read_text(encoding="utf-8") == BROKEN
+    assert b.read_text(encoding="utf-8") == BROKEN.replace("import os", "import re")
+
+
+def test_files_argument_limits_the_run(repo, emitting):
+    a = stage(repo, "a.py", BROKEN)
+    b = stage(repo, "b.py", BROKEN)
+    assert hook(Loader(emitting(REPAIR)), files=["b.py"])[0] == 1
+    assert a.read_text(encoding="utf-8") == BROKEN
+    assert b.read_text(encoding="utf-8") == FIXED
+
+
+def test_staged_files_lists_supported_staged_files_only(repo):
+    for name in ("a.py", "notes.txt", "lib.rs"):
+        stage(repo, name, "x\n")
+    (repo / "untracked.py").write_text("x = (\n", encoding="utf-8")
+    git(repo, "commit", "-q", "-m", "start")
+    (repo / "lib.rs").write_text("fn main() {}\n", encoding="utf-8")
+    git(repo, "add", "lib.rs")
+    git(repo, "rm", "-q", "a.py")
+    assert staged_files(open_repo(repo)) == [repo.resolve() / "lib.rs"]
+
+
+def test_nothing_to_fix_never_loads_the_model(repo):
+    stage(repo, "ok.py", "def add(a, b):\n    return a + b\n\n\ndef keep():\n    pass\n")
+    loader = Loader()
+    assert hook(loader)[0] == 0
+    assert loader.calls == 0
+
+
+def test_no_model_skips_with_a_warning_unless_strict(repo):
+    path = stage(repo, "calc.py", BROKEN)
+    missing = Loader(error=ModelError("/nowhere: model directory not found"))
+    code, messages, _ = hook(missing)
+    assert code == 0
+    assert "warning: skipped: cannot load the model" in messages and "/nowhere" in messages
+    code, messages, _ = hook(missing, strict=True)
+    assert code == 3
+    assert "error: cannot load the model" in messages
+    assert path.read_text(encoding="utf-8") == BROKEN
+
+
+# --------------------------------------------------------------------------------------------
+# Installing the git hook
+# --------------------------------------------------------------------------------------------
+
+
+def test_install_refuses_a_foreign_hook_and_force_keeps_a_backup(repo):
+    hook_file = repo / ".git" / "hooks" / "pre-commit"
+    foreign = "#!/bin/sh\nexec make lint\n"
+    hook_file.write_text(foreign, encoding="utf-8")
+    with pytest.raises(InputError, match="not installed by dcode"):
+        install_hook(repo)
+    assert hook_file.read_text(encoding="utf-8") == foreign
+
+    message = install_hook(repo, force=True)
+    backup = hook_file.with_name(BACKUP_NAME)
+    assert backup.read_text(encoding="utf-8") == foreign and str(backup) in message
+    script = hook_file.read_text(encoding="utf-8")
+    assert HOOK_MARKER in script and sys.executable in script and "-m dcode hook run" in script
+    assert hook_file.stat().st_mode & stat.S_IXUSR
+    install_hook(repo)  # our own hook is simply refreshed
+    assert backup.read_text(encoding="utf-8") == foreign
+
+    uninstall_hook(repo)
+    assert hook_file.read_text(encoding="utf-8") == foreign and not backup.exists()
+    with pytest.raises(InputError, match="not installed by dcode"):
+        uninstall_hook(repo)
+    assert hook_file.read_text(encoding="utf-8") == foreign
+
+
+def test_install_and_uninstall_without_a_previous_hook(repo):
+    hook_file = repo / ".git" / "hooks" / "pre-commit"
+    install_hook(repo)
+    assert hook_file.is_file()
+    assert "removed" in uninstall_hook(repo)
+    assert not hook_file.exists()
+    assert "nothing to do" in uninstall_hook(repo)
+
+
+def test_pre_commit_framework_manifest():
+    yaml = pytest.importorskip("yaml")  # PyYAML is not a dcode dependency
+    (entry,) = yaml.safe_load((REPO_ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    assert entry["id"] == "dcode" and entry["entry"] == "dcode hook run"
+    assert entry["language"] in ("system", "unsupported") and entry["require_serial"] is True
+    assert {"python", "javascript", "ts", "rust", "go", "java", "c", "c++"} <= set(entry["types_or"])
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: the CLI and a real `git commit`
+# --------------------------------------------------------------------------------------------
+
+
+def run_dcode(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.run([sys.executable, "-m", "dcode", *args], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_install_check_and_commit(repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("DCODE_MODEL", str(tmp_path / "no-model"))
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = run_dcode(repo, "hook", "install")
+    assert done.returncode == 0, done.stderr
+    assert HOOK_MARKER in (repo / ".git" / "hooks" / "pre-commit").read_text(encoding="utf-8")
+
+    stage(repo, "calc.py", BROKEN)
+    done = run_dcode(repo, "hook", "check", "--strict")
+    assert done.returncode == 3 and done.stdout == ""
+    assert "cannot load the model" in done.stderr
+
+    # git runs the installed hook: without a model it warns and lets the commit through.
+    done = subprocess.run(["git", "commit", "-q", "-m", "wip"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "dcode hook: warning: skipped: cannot load the model" in done.stderr
+    assert (repo / "calc.py").read_text(encoding="utf-8") == BROKEN
