@@ -23,6 +23,14 @@ TINY_CORPUS = [
 
 
 @pytest.fixture(scope="session")
+def shipped_model():
+    """The model in weights/ that dcode ships and loads by default."""
+    from dcode.model.loader import default_model_dir
+
+    return default_model_dir()
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer() -> Tokenizer:
     return train_tokenizer(TINY_CORPUS, vocab_size=300)
 

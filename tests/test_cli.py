@@ -12,7 +12,6 @@ import pytest
 from typer.testing import CliRunner
 
 from dcode.cli import app
-from dcode.model.loader import default_model_dir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,11 +32,6 @@ def area(r):
 def describe(p):
     return f"point at {p}"
 '''
-
-
-@pytest.fixture(scope="session")
-def shipped_model() -> Path:
-    return default_model_dir()
 
 
 @pytest.fixture
