@@ -267,6 +267,19 @@ def bench_context(
     run_bench_context(path)
 
 
+@bench_app.command("speed")
+def bench_speed(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Held-out holes of each kind.")] = 10,
+    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+) -> None:
+    """Decoding speed per schedule (1 token/pass, k/pass, thresholds) with exact match, and on CUDA
+    a 7B-shape forward step against the memory-bandwidth floor."""
+    from dcode.commands import run_bench_speed
+
+    run_bench_speed(_ctx_flags(ctx, model=model, device=device, dtype=dtype), limit)
+
+
 def main() -> None:
     """Console-script entry: user errors become one line on stderr and an exit code."""
     try:

@@ -389,3 +389,11 @@ def run_shell(flags: dict) -> None:
     if not sys.stdin.isatty():
         raise InputError("the interactive session needs a terminal; use `dcode fill`, `dcode complete --jsonl`, ...")
     Shell(flags, err_console).loop()
+
+
+@user_errors
+def run_bench_speed(flags: dict, limit: int) -> None:
+    from dcode.diffusion.bench import run_speed_bench
+
+    settings = settings_for(flags)
+    sys.stdout.write(run_speed_bench(load(settings), limit) + "\n")
