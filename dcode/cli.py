@@ -11,7 +11,9 @@ import typer
 
 from dcode import __version__
 from dcode.errors import EXIT_MODEL, DcodeError
+from dcode.eval.commands import eval_command
 from dcode.hook_cli import hook_app
+from dcode.train.commands import train_app
 
 app = typer.Typer(
     name="dcode",
@@ -24,6 +26,8 @@ app = typer.Typer(
 bench_app = typer.Typer(help="Benchmarks that print figures (context assembly, decoding speed).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(hook_app, name="hook")
+app.add_typer(train_app, name="train")
+app.command("eval")(eval_command)
 
 # Options shared by the commands that run the model.
 Int8Opt = Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="int8 weights on the GPU (Dream/LLaDA).")]

@@ -1,0 +1,107 @@
+"""Evaluation: metrics pinned by an oracle (100%) and an empty answer (~0%), the task builders,
+the engine-backed predictor, and `dcode eval --limit 5` on the shipped model."""
+
+from __future__ import annotations
+
+import json
+import sysconfig
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dcode.eval.commands import eval_command
+from dcode.eval.harness import (
+    char_similarity,
+    empty_predictor,
+    evaluate,
+    exact_match,
+    model_predictor,
+    oracle_predictor,
+    run_tests,
+    summarize,
+)
+from dcode.eval.tasks import InfillTask, functional_tasks, holdout_tasks
+from dcode.train.corpus import SourceFile
+
+FUNCTIONAL = Path(__file__).parent / "data" / "functional"
+SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "dcode-mini"
+
+
+def stdlib_files() -> list[SourceFile]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    return [SourceFile("stdlib/" + n, n + ".py", (root / f"{n}.py").read_text(encoding="utf-8")) for n in ("textwrap", "heapq", "bisect", "shlex")]
+
+
+@pytest.fixture(scope="module")
+def tasks() -> list[InfillTask]:
+    # 16 functional tasks keep the subprocess runs to a few seconds.
+    return holdout_tasks(stdlib_files(), 20, 20, seed=0) + functional_tasks(FUNCTIONAL, n=16, seed=0)
+
+
+def test_metrics_basics() -> None:
+    assert exact_match("  x = 1\n", "x = 1")
+    assert exact_match("a = 1   \nb = 2\n", "a = 1\nb = 2")
+    assert not exact_match("x = 2", "x = 1")
+    assert char_similarity("abc", "abc") == 1.0
+    assert char_similarity("", "abc") == 0.0
+    assert 0.5 < char_similarity("return x + 1", "return x + 2") < 1.0
+
+
+def test_task_shapes(tasks: list[InfillTask]) -> None:
+    kinds = [t.kind for t in tasks]
+    assert kinds.count("single") == 20 and kinds.count("multi") == 20
+    for t in tasks:
+        lines = t.expected.count("\n")
+        assert lines == 1 if t.id.endswith("single") or t.kind == "single" else 2 <= lines <= (10 if t.kind == "multi" else 5)
+        assert t.full_prefix.endswith(t.prefix) and t.full_suffix.startswith(t.suffix)
+        assert t.full_prefix == "" or t.full_prefix.endswith("\n")  # holes are whole lines
+    # Fixed seed: the same holes every time.
+    assert [t.expected for t in holdout_tasks(stdlib_files(), 20, 20, seed=0)] == [t.expected for t in tasks if t.kind != "functional"]
+
+
+def test_oracle_scores_perfect(tasks: list[InfillTask]) -> None:
+    for s in summarize(evaluate(tasks, oracle_predictor)):
+        assert (s.exact, s.similarity, s.parses) == (1.0, 1.0, 1.0), s.kind
+        if s.kind == "functional":
+            assert s.passed == 1.0
+
+
+def test_empty_answer_scores_about_zero(tasks: list[InfillTask]) -> None:
+    # Some emptied bodies loop forever (a deleted `i += 1`): a short timeout counts them failed.
+    summaries = {s.kind: s for s in summarize(evaluate(tasks, empty_predictor, timeout_s=2.0))}
+    for s in summaries.values():
+        assert s.exact == 0.0 and s.similarity == 0.0
+    assert summaries["functional"].passed <= 0.1  # deleting body lines breaks the tests
+
+
+def test_functional_runner_catches_wrong_code_and_hangs() -> None:
+    task = next(t for t in functional_tasks(FUNCTIONAL) if t.path == "factorial.py" and t.expected.count("\n") == 1)
+    assert run_tests(task, task.expected)
+    assert not run_tests(task, "    pass\n")
+    assert not run_tests(task, "    while True: pass\n", timeout_s=1.0)
+
+
+def test_model_predictor_runs_the_engine(tiny_model, tasks: list[InfillTask]) -> None:
+    from dcode.diffusion.engine import DecodeOptions
+
+    # A random tiny model never writes a pad, so bound the hole to keep this fast.
+    predict = model_predictor(tiny_model, lambda task: DecodeOptions(tokens_per_step=4, max_tokens=8, initial_tokens=8))
+    results = evaluate([tasks[0], tasks[-1]], predict)
+    assert all(r.forward_passes >= 1 for r in results)
+    assert all(r.tokens >= 0 and r.wall_s > 0 for r in results)
+
+
+def test_eval_command_on_the_shipped_model(tmp_path: Path) -> None:
+    assert (SHIPPED / "config.json").is_file(), "the shipped model weights/dcode-mini is missing"
+    app = typer.Typer()
+    app.command()(eval_command)
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(app, ["--limit", "5", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    counts = {s["kind"]: s["n"] for s in report["summary"]}
+    assert counts == {"single": 5, "multi": 5, "functional": 5}
+    assert all(r["forward_passes"] >= 1 for r in report["results"])
+    assert "exact" in result.output
