@@ -78,44 +78,40 @@ def _ctx_flags(ctx: typer.Context, **kwargs) -> dict:
     return merged
 
 
-@app.command()
-def fill(
-    ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="path (first marker/stub/syntax error), path:LINE, path:LINE:COL, path:A-B, path::Class.method")],
-    yes: YesOpt = False, diff: DiffOpt = False, json_out: JsonOpt = False, no_live: NoLiveOpt = False,
-    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
-    threshold: ThresholdOpt = None, tokens_per_step: PerStepOpt = None, steps: StepsOpt = None,
-    block_size: BlockOpt = None, max_tokens: MaxTokOpt = None, temperature: TempOpt = None,
-    seed: SeedOpt = None, no_cache: NoCacheOpt = False,
-) -> None:
-    """Fill a hole: a `dcode: fill` marker, a line, a line range, a stub body or a syntax error."""
-    from dcode.commands import run_propose
+def _propose_command(mode: str, summary: str, target_help: str):
+    """`fill` and `write` take the same options and differ only in what the hole is."""
 
-    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, threshold=threshold,
-                       tokens_per_step=tokens_per_step, steps=steps, block_size=block_size,
-                       max_tokens=max_tokens, temperature=temperature, seed=seed,
-                       cache=False if no_cache else None)
-    run_propose(target, "fill", flags, yes=yes, diff_only=diff, json_out=json_out, live=not no_live)
+    def command(
+        ctx: typer.Context,
+        target: str = typer.Argument(..., help=target_help),
+        yes: YesOpt = False, diff: DiffOpt = False, json_out: JsonOpt = False, no_live: NoLiveOpt = False,
+        model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+        threshold: ThresholdOpt = None, tokens_per_step: PerStepOpt = None, steps: StepsOpt = None,
+        block_size: BlockOpt = None, max_tokens: MaxTokOpt = None, temperature: TempOpt = None,
+        seed: SeedOpt = None, no_cache: NoCacheOpt = False,
+    ) -> None:
+        from dcode.commands import run_propose
+
+        flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, threshold=threshold,
+                           tokens_per_step=tokens_per_step, steps=steps, block_size=block_size,
+                           max_tokens=max_tokens, temperature=temperature, seed=seed,
+                           cache=False if no_cache else None)
+        run_propose(target, mode, flags, yes=yes, diff_only=diff, json_out=json_out, live=not no_live)
+
+    command.__doc__ = summary
+    return app.command(mode)(command)
 
 
-@app.command()
-def write(
-    ctx: typer.Context,
-    target: Annotated[str, typer.Argument(help="path::function, path::Class.method, or path:LINE inside the function")],
-    yes: YesOpt = False, diff: DiffOpt = False, json_out: JsonOpt = False, no_live: NoLiveOpt = False,
-    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
-    threshold: ThresholdOpt = None, tokens_per_step: PerStepOpt = None, steps: StepsOpt = None,
-    block_size: BlockOpt = None, max_tokens: MaxTokOpt = None, temperature: TempOpt = None,
-    seed: SeedOpt = None, no_cache: NoCacheOpt = False,
-) -> None:
-    """Write a whole function or method body from its signature, docstring and surroundings."""
-    from dcode.commands import run_propose
-
-    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, threshold=threshold,
-                       tokens_per_step=tokens_per_step, steps=steps, block_size=block_size,
-                       max_tokens=max_tokens, temperature=temperature, seed=seed,
-                       cache=False if no_cache else None)
-    run_propose(target, "write", flags, yes=yes, diff_only=diff, json_out=json_out, live=not no_live)
+fill = _propose_command(
+    "fill",
+    "Fill a hole: a `dcode: fill` marker, a line, a line range, a stub body or a syntax error.",
+    "path (first marker/stub/syntax error), path:LINE, path:LINE:COL, path:A-B, path::Class.method",
+)
+write = _propose_command(
+    "write",
+    "Write a whole function or method body from its signature, docstring and surroundings.",
+    "path::function, path::Class.method, or path:LINE inside the function",
+)
 
 
 @app.command()

@@ -207,3 +207,23 @@ def test_prompt_is_cut_to_the_context_length(tiny_model):
     assert tok.decode(prompt.before).endswith("x = 1\n") and tok.decode(prompt.after).startswith("y = 2\n")
     states = list(infill_stream(tiny_model, long_prefix, "", options=DecodeOptions(max_tokens=64, tokens_per_step=64)))
     assert isinstance(states[-1], Completion)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_shifted_model_reads_the_row_left_of_each_slot(use_cache):
+    """Dream scores token i with output row i-1; the sampler (cached or not) must read that row."""
+    from pathlib import Path
+
+    from dcode.model.loader import load_model
+
+    model = load_model(Path(__file__).parent / "fixtures" / "dream-tiny", device="cpu")
+    mask = model.tokenizer.mask_id
+    before, after = [510, 17, 42, 311], [64, 128, 510]
+    canvas = Canvas.build(before, [mask] * 5, after, mask, model.device)
+    expected_logits = model.logits(canvas.tokens.clone())[0]
+    states = list(denoise(model, canvas, DecodeOptions(tokens_per_step=5, use_cache=use_cache), grow=False,
+                          end_fills_rest=False))
+    hole = states[-1].tokens
+    logits = expected_logits[len(before) : len(before) + 5].clone()
+    logits[:, mask] = float("-inf")
+    assert hole == logits.argmax(-1).tolist()

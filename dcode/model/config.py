@@ -68,15 +68,7 @@ class ModelConfig:
 
     @classmethod
     def load(cls, path: Path) -> "ModelConfig":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ModelError(f"{path}: no config.json in the model directory") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ModelError(f"{path}: expected a JSON object")
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_config_json(path), source=str(path))
 
     def num_parameters(self) -> int:
         hd = self.head_dim
@@ -87,3 +79,16 @@ class ModelConfig:
         per_layer = attn + mlp + 2 * self.dim
         embed = self.vocab_size * self.dim * (1 if self.tie_embeddings else 2)
         return embed + self.n_layers * per_layer + self.dim
+
+
+def read_config_json(path: Path) -> dict:
+    """A model directory's config.json as a dict (any family), or a one-line ModelError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path.parent}: no config.json in the model directory") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: expected a JSON object")
+    return data

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from dcode.model.checkpoint import weights_size
-from dcode.model.config import ModelConfig
+from dcode.model.config import ModelConfig, read_config_json
 from dcode.model.device import resolve_device, resolve_dtype
 from dcode.model.loader import resolve_model_dir
 
@@ -15,7 +14,7 @@ def describe(model: str | None, device: str | None, dtype: str | None) -> dict:
     model_dir = resolve_model_dir(model)
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
-    raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    raw = read_config_json(model_dir / "config.json")
     if "model_type" in raw:
         from dcode.model.foreign import describe_model
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from torch import Tensor
 
 from dcode.errors import ModelError
 from dcode.model.checkpoint import load_state
-from dcode.model.config import ModelConfig
+from dcode.model.config import ModelConfig, read_config_json
 from dcode.model.device import resolve_device, resolve_dtype
 from dcode.model.tokenizer import Tokenizer
 from dcode.model.transformer import Transformer
@@ -131,14 +130,7 @@ def load_model(
     """
     model_dir = resolve_model_dir(path)
     config_path = model_dir / "config.json"
-    try:
-        raw = json.loads(config_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{model_dir}: no config.json in the model directory") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{config_path}: not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise ModelError(f"{config_path}: expected a JSON object")
+    raw = read_config_json(config_path)
     if "model_type" in raw:
         from dcode.model.foreign import load_foreign
 
