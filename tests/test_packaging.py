@@ -1,0 +1,38 @@
+"""The shipped model is found from a checkout, and the wheel maps every file of it."""
+
+from __future__ import annotations
+
+import fnmatch
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+from dcode.model.loader import DEFAULT_MODEL_NAME, default_model_dir, shipped_weights_root
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_checkout_finds_the_shipped_model():
+    assert shipped_weights_root() == ROOT / "weights"
+    assert default_model_dir() == ROOT / "weights" / DEFAULT_MODEL_NAME
+
+
+def test_wheel_package_data_covers_every_weights_file():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "dcode._weights" in config["packages"]
+    assert config["package-dir"]["dcode._weights"] == "weights"
+    patterns = config["package-data"]["dcode._weights"]
+    files = [p.relative_to(ROOT / "weights").as_posix() for p in (ROOT / "weights").rglob("*") if p.is_file()]
+    assert files, "weights/ is empty"
+    missed = [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)]
+    assert missed == []
+
+
+def test_shipped_model_respects_the_size_budget():
+    files = [p for p in (ROOT / "weights").rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= 40 * 2**20
+    assert all(p.stat().st_size < 15 * 2**20 for p in files)
