@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from dcode.errors import DcodeError, InputError
+from dcode.errors import DcodeError, InputError, NoEditError
 from dcode.ui import (
     diff_highlights,
     live_enabled,
@@ -141,6 +141,7 @@ def result_json(proposal, diff: str, uncertain: list[int], applied: bool) -> dic
         "applied": applied,
         "uncertain_lines": uncertain,
         "passes": proposal.passes,
+        "parses": proposal.parses,
         "model": proposal.model,
         "stats": proposal.stats,
         "notes": proposal.notes,
@@ -186,6 +187,10 @@ def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool
     proposal = drive(stream, model.tokenizer, settings, live and not quiet, f"{mode} {spec}")
     save_pending(proposal)
     view = proposal_view(proposal, model.tokenizer, settings)
+    if yes and not proposal.parses:
+        show(proposal, view, diff_only, json_out)
+        raise NoEditError(f"{proposal.rel_path}: the proposal does not parse; not written "
+                          "(it stays pending: `dcode refine`, `dcode accept` or `dcode reject`)")
     if yes:
         apply_proposal(proposal, f"{mode} {spec}")
         clear_pending(proposal.root)

@@ -5,7 +5,8 @@ Request: `input_prefix`, `input_suffix`, `input_extra` ([{filename, text}]), `fi
 `steps`, `block_size`, `deadline_ms`. Unknown fields are ignored.
 Response: `content`, `tokens_predicted`, `timings` {`predicted_ms`, `forward_passes`}, `model`,
 and on failure `error` {`code`, `message`} with a stable code:
-  invalid_json, invalid_request, model_unavailable, no_output, internal_error.
+  invalid_json, invalid_request, model_unavailable, internal_error.
+An empty `content` is an answer, not an error (as with llama.cpp).
 """
 
 from __future__ import annotations
@@ -168,8 +169,6 @@ class Completer:
             "model": name,
             "truncated_by_deadline": result.deadline_hit,
         }
-        if not result.token_ids:
-            response["error"] = {"code": "no_output", "message": "the model produced no tokens for this hole"}
         return response
 
     def answer_line(self, line: str) -> dict:

@@ -53,7 +53,7 @@ HEALTH_TIMEOUT_S = 0.5
 DRAIN_LIMIT = 16 * 2**20  # refused bodies up to this size are read and dropped, not left in the socket
 DISCOVERY_NAME = "server.json"
 
-# error.code -> HTTP status; codes not listed (e.g. no_output) are answered with 200 like llama.cpp.
+# error.code -> HTTP status.
 STATUS_FOR_CODE = {
     "invalid_json": 400,
     "invalid_request": 400,
@@ -426,7 +426,7 @@ class DcodeServer:
         """The /v1/completions answer; runs on the model thread."""
         stops = stop_sequences(data)
         answer = self.completer.answer(request)
-        if "error" in answer and answer["error"]["code"] != "no_output":
+        if "error" in answer:
             return answer
         tokenizer = self.completer.model.tokenizer
         prompt_tokens = len(tokenizer.encode(request["input_prefix"])) + len(tokenizer.encode(request["input_suffix"]))

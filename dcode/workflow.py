@@ -22,6 +22,9 @@ from dcode.settings import Settings
 DEFAULT_FILL_TOKENS = 32
 DEFAULT_WRITE_TOKENS = 64
 FUNCTION_KINDS = ("function", "method")
+# A fill or write is asked for code: its first slots may not end the hole or stay blank.
+MIN_FILL_TOKENS = 2
+FILL_ATTEMPTS = 3
 
 
 @dataclass
@@ -79,8 +82,45 @@ def propose(
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[HoleState | Proposal]:
-    """Yield the hole after every pass, then the finished Proposal."""
-    yield from propose_target(resolve(request), request.mode, model, settings, progress)
+    """Yield the hole after every pass, then the finished Proposal, verified to parse: up to
+    FILL_ATTEMPTS candidates (greedy first, then sampled with other seeds); when none parses the
+    last one comes back with `parses=False` and a note."""
+    target = resolve(request)
+    proposal: Proposal | None = None
+    failure: NoEditError | None = None
+    for attempt in range(FILL_ATTEMPTS):
+        overrides = {} if attempt == 0 else {"seed": settings.seed + attempt, "temperature": max(settings.temperature, 0.8)}
+        try:
+            for item in propose_target(target, request.mode, model, settings, progress, **overrides):
+                if isinstance(item, Proposal):
+                    proposal = item
+                else:
+                    yield item
+        except NoEditError as err:
+            failure = err
+            continue
+        assert proposal is not None
+        proposal.parses = keeps_parsing(target, proposal)
+        if proposal.parses:
+            yield proposal
+            return
+    if proposal is None:
+        assert failure is not None
+        raise failure
+    proposal.notes.append(f"the proposal does not parse (best of {FILL_ATTEMPTS} candidates); refine it or reject it")
+    yield proposal
+
+
+def keeps_parsing(target: Target, proposal: Proposal) -> bool:
+    """The edited file has no more syntax errors than the original (and, for Python, compiles
+    whenever the original did)."""
+    from dcode.hook import check_syntax  # the hook's whole-file check; imported late (hook imports us)
+
+    before = check_syntax(target.text, target.language)
+    after = check_syntax(proposal.new_text(target.text), target.language)
+    if after.errors > before.errors:
+        return False
+    return after.compile_error is None or before.compile_error is not None
 
 
 def propose_target(
@@ -95,7 +135,8 @@ def propose_target(
     root, ctx = context_for(target, model, settings, progress)
     path = rel_path(target, root)
     options = settings.decode_options(
-        initial_tokens=initial_tokens(target, mode, model, settings), **option_overrides
+        initial_tokens=initial_tokens(target, mode, model, settings),
+        min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens), **option_overrides,
     )
     context = [(c.path, c.text) for c in ctx.chunks]
     # ctx.prefix / ctx.suffix are the file's own text around the hole, cut to the budget.
@@ -135,7 +176,8 @@ def refine(
     if proposal.model != model.name:
         raise InputError(f"the pending proposal was made by {proposal.model}, not {model.name}; use the same --model")
     text = proposal.original_text()
-    options = settings.decode_options(seed=settings.seed + proposal.passes)
+    options = settings.decode_options(seed=settings.seed + proposal.passes,
+                                      min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens))
     stream = refine_stream(
         model, proposal.prefix(text), proposal.suffix(text), proposal.completion(),
         remask=remask, lines=lines, path=proposal.rel_path, context=proposal.context, options=options,

@@ -8,10 +8,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from dcode.eval.commands import eval_command
 from dcode.eval.harness import (
     char_similarity,
     empty_predictor,
@@ -95,10 +93,10 @@ def test_model_predictor_runs_the_engine(tiny_model, tasks: list[InfillTask]) ->
 
 def test_eval_command_on_the_shipped_model(tmp_path: Path) -> None:
     assert (SHIPPED / "config.json").is_file(), "the shipped model weights/dcode-mini is missing"
-    app = typer.Typer()
-    app.command()(eval_command)
+    from dcode.cli import app
+
     out = tmp_path / "report.json"
-    result = CliRunner().invoke(app, ["--limit", "5", "--json", str(out)])
+    result = CliRunner().invoke(app, ["eval", "--limit", "5", "--json", str(out)])
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     counts = {s["kind"]: s["n"] for s in report["summary"]}

@@ -227,3 +227,15 @@ def test_shifted_model_reads_the_row_left_of_each_slot(use_cache):
     logits = expected_logits[len(before) : len(before) + 5].clone()
     logits[:, mask] = float("-inf")
     assert hole == logits.argmax(-1).tolist()
+
+
+def test_min_tokens_keeps_the_hole_from_ending_early(scripted):
+    tok = None
+    model = scripted(lambda p, c: (tok.pad_id, 0.99))  # a model that would rather leave the hole empty
+    tok = model.tokenizer
+    assert infill(model, "a", "b", options=DecodeOptions(initial_tokens=8, max_tokens=8)).token_ids == []
+    result = infill(model, "a", "b", options=DecodeOptions(initial_tokens=8, max_tokens=8, min_tokens=3))
+    assert len(result.token_ids) == 3 and tok.pad_id not in result.token_ids
+    # after the first slot (indentation allowed) no whitespace-only token either
+    blank = set(tok.whitespace_ids)
+    assert blank and not set(result.token_ids[1:]) & blank

@@ -35,6 +35,8 @@ class DecodeOptions:
     seed: int = 0
     max_tokens: int = 256  # a hole never grows beyond this many tokens
     initial_tokens: int | None = None  # first size of the hole (default depends on the task)
+    min_tokens: int = 0  # a hole meant to hold code (a marker, a stub, a function body) must not
+    # come back empty: see require_code
     use_cache: bool = True
     deadline_s: float | None = None  # after this, commit everything left in one last pass
 
@@ -174,6 +176,19 @@ def propose(logits: Tensor, options: DecodeOptions, banned: list[int], gen: torc
     return tok, probs.gather(1, tok[:, None]).squeeze(1)
 
 
+def require_code(logits: Tensor, slot: Tensor, min_tokens: int, end_ids: Tensor, tok) -> Tensor:
+    """No end token in the hole's first `min_tokens` slots, and after the first slot (which may
+    be indentation) no whitespace-only token either: the hole gets at least some code."""
+    logits = logits.clone()  # inference-mode tensors cannot be written in place
+    early = (slot < min_tokens).nonzero().squeeze(1)
+    logits[early[:, None], end_ids] = float("-inf")
+    later = ((slot > 0) & (slot < min_tokens)).nonzero().squeeze(1)
+    if len(later) and tok.whitespace_ids:
+        blank = torch.tensor(tok.whitespace_ids, device=logits.device)
+        logits[later[:, None], blank] = float("-inf")
+    return logits
+
+
 def commit_count(conf: Tensor, options: DecodeOptions, masked_total: int, passes_done: int) -> int:
     """How many of this pass's proposals to commit."""
     n_cand = conf.shape[0]
@@ -250,6 +265,8 @@ def denoise(
             block_key = key
         wanted = block[masked[block]]
         logits = source(canvas.tokens, block, wanted)
+        if options.min_tokens:
+            logits = require_code(logits, wanted - canvas.hole_start, options.min_tokens, end_ids, tok)
         cand_tok, cand_conf = propose(logits, options, banned, gen)
         if deadline_hit:
             n = len(wanted)

@@ -33,6 +33,7 @@ class Proposal:
     context: list[tuple[str, str]] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
     passes: int = 1  # generation + refinement passes so far
+    parses: bool = True  # the edited file parses (no more syntax errors than before)
     notes: list[str] = field(default_factory=list)
 
     # -- text -----------------------------------------------------------------------------

@@ -126,6 +126,11 @@ class Tokenizer:
                 table.append(self.hf.decode([i]).encode("utf-8"))
         return table
 
+    @cached_property
+    def whitespace_ids(self) -> list[int]:
+        """Ordinary tokens that are only whitespace (indentation, newlines)."""
+        return [i for i, b in enumerate(self._byte_table) if b and not b.strip()]
+
     def token_bytes(self, token_id: int) -> bytes:
         """The raw bytes one token stands for (empty for special tokens)."""
         return self._byte_table[token_id]

@@ -64,11 +64,12 @@ def card_command(
     train_cmd: Annotated[str, typer.Option("--train-command")] = "dcode train run",
     corpus_cmd: Annotated[str, typer.Option("--corpus-command")] = "dcode train corpus",
     export_cmd: Annotated[str, typer.Option("--export-command")] = "dcode train export",
+    notes: Annotated[str, typer.Option("--notes", help="Extra text for the Training section.")] = "",
 ) -> None:
     """Write the model card (README.md) from training.json and an evaluation report."""
     from dcode.train.export import CardInputs, write_model_card
 
-    path = write_model_card(CardInputs(model_dir, eval_json, eval_cmd, train_cmd, corpus_cmd, export_cmd))
+    path = write_model_card(CardInputs(model_dir, eval_json, eval_cmd, train_cmd, corpus_cmd, export_cmd, notes))
     typer.echo(f"wrote {path}")
 
 

@@ -24,10 +24,18 @@ from dcode.train.run import load_training_checkpoint
 TRAINING_NAME = "training.json"
 
 
-def hardware_description() -> str:
+def hardware_description(threads: int | None = None) -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU ({name}, {threads or torch.get_num_threads()} threads)"
 
 
 def export_model(run_dir: Path, data_dir: Path, out_dir: Path, int8: bool = True) -> dict:
@@ -61,7 +69,7 @@ def export_model(run_dir: Path, data_dir: Path, out_dir: Path, int8: bool = True
             "skipped": [{"name": m["name"], "reason": m["reason"]} for m in manifest if not m.get("used")],
             "heldout_packages": heldout,
         },
-        "hardware": hardware_description(),
+        "hardware": hardware_description(ckpt["train_config"].get("threads")),
     }
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
@@ -79,6 +87,7 @@ class CardInputs:
     train_command: str
     corpus_command: str
     export_command: str
+    notes: str = ""  # free text for the card's Training section (e.g. how the run went)
 
 
 def write_model_card(inputs: CardInputs) -> Path:
@@ -100,8 +109,8 @@ def write_model_card(inputs: CardInputs) -> Path:
     text = f"""# {inputs.model_dir.name}
 
 A small masked-diffusion code model for dcode's offline infilling, trained from scratch on CPU.
-It is a demonstration-size model: it has learned Python's surface (indentation, common idioms,
-names from the surrounding code) but not much semantics; see the evaluation below.
+It is a demonstration-size model whose quality is bounded by its size and a short CPU run;
+the evaluation below says what it can and cannot do.
 
 ## Architecture
 - Bidirectional transformer (dcode's `Transformer`): {cfg.n_layers} layers, dim {cfg.dim}, {cfg.n_heads} heads
@@ -119,6 +128,7 @@ names from the surrounding code) but not much semantics; see the evaluation belo
   {tc['min_lr_ratio']}x over the time budget, gradient clipping {tc['grad_clip']}, batch {tc['batch_size']} x {tc['seq_len']} tokens.
 - **{st['step']:,} steps, {st['tokens_seen']:,} tokens seen** in {st['elapsed_s'] / 60:.1f} minutes of training on {meta['hardware']}.
 - Validation loss (ELBO per position, held-out packages) by step: {curve or 'n/a'}.
+{inputs.notes}
 
 Commands:
 ```
