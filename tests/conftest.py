@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -20,6 +23,24 @@ TINY_CORPUS = [
     "import os\nimport sys\n\nprint(os.getcwd(), sys.argv)\n",
     "function f(x) {\n  return x * 2;\n}\n",
 ] * 20
+
+
+REPOS = Path(__file__).parent / "data" / "repos"
+
+
+@pytest.fixture
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`$XDG_CACHE_HOME` inside tmp_path, so index caches never land in the real home."""
+    home = tmp_path / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home
+
+
+def copy_repo(tmp_path: Path, name: str) -> Path:
+    """A fresh copy of one of the small multi-language repositories under tests/data/repos."""
+    root = tmp_path / name
+    shutil.copytree(REPOS / name, root)
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,25 +12,15 @@ from hypothesis import strategies as st
 from dcode.context.gather import LOCAL_SHARE, ContextResult, fit_text, format_context, gather_context
 from dcode.context.index import RepoIndex
 from dcode.edit.targets import resolve_target
-
-DATA = Path(__file__).parent / "data" / "repos"
+from tests.conftest import copy_repo
 
 
 def count_tokens(text: str) -> int:
     return len(text) // 4 + 1
 
 
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
-    return home
-
-
-def copy_repo(tmp_path: Path, name: str) -> Path:
-    root = tmp_path / name
-    shutil.copytree(DATA / name, root)
-    return root
+# Keep every cache of these tests inside tmp_path, never in the real home.
+pytestmark = pytest.mark.usefixtures("cache_home")
 
 
 def gather(root: Path, spec: str, budget: int = 2000) -> ContextResult:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,22 +12,11 @@ import pytest
 
 from dcode.context import index as index_module
 from dcode.context.index import RepoIndex, default_cache_dir, find_repo_root, list_repo_files
-
-DATA = Path(__file__).parent / "data" / "repos"
-
-
-@pytest.fixture(autouse=True)
-def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Keep every cache of these tests inside tmp_path, never in the real home."""
-    home = tmp_path / "xdg-cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
-    return home
+from tests.conftest import copy_repo
 
 
-def copy_repo(tmp_path: Path, name: str) -> Path:
-    root = tmp_path / name
-    shutil.copytree(DATA / name, root)
-    return root
+# Keep every cache of these tests inside tmp_path, never in the real home.
+pytestmark = pytest.mark.usefixtures("cache_home")
 
 
 def git(root: Path, *args: str) -> None:
