@@ -233,15 +233,49 @@ def test_malformed_requests_get_400_with_a_reason(start, raw, code):
     assert call(server, "GET", "/health")[0] == 200
 
 
-def test_a_chunked_body_is_refused_with_411(start):
+def test_a_chunked_body_is_read_and_the_connection_kept(start):
     server = start()
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
     try:
-        conn.request("POST", "/infill", body=iter([json.dumps(REQUEST).encode()]), encode_chunked=True)
-        response = conn.getresponse()
-        assert response.status == 411 and json.loads(response.read())["error"]["message"]
+        encoded = json.dumps(REQUEST).encode()
+        chunks = [encoded[:5], encoded[5:20], encoded[20:]]
+        for _ in range(2):  # the whole body was consumed, so the same connection serves a second request
+            conn.request("POST", "/infill", body=iter(chunks), encode_chunked=True)
+            response = conn.getresponse()
+            assert response.status == 200 and "content" in json.loads(response.read())
     finally:
         conn.close()
+    assert server.model_calls == 2
+
+
+@pytest.mark.parametrize("body, status", [
+    (b"1000\r\n", b"413"),  # one chunk already over the 256-byte limit: refused before it is read
+    (b"zz\r\n", b"400"),
+    (b"5\r\n{}", b"400"),  # ends early
+    (b"", b"411"),  # neither Content-Length nor chunked
+])
+def test_bad_or_oversized_bodies_without_a_length(start, body, status):
+    server = start(max_body_bytes=256)
+    framing = b"Transfer-Encoding: chunked\r\n" if body else b""
+    request = b"POST /infill HTTP/1.1\r\nHost: 127.0.0.1\r\n" + framing + b"\r\n" + body
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(request)
+        if body == b"5\r\n{}":
+            sock.shutdown(socket.SHUT_WR)  # the client gives up mid-chunk
+        reply = _read_one_reply(sock)
+    assert reply.split(b"\r\n")[0].startswith(b"HTTP/1.1 " + status)
+    assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"]["message"]
+    assert server.model_calls == 0
+
+
+def _read_one_reply(sock: socket.socket) -> bytes:
+    """A reply the server may keep the connection open after: read its head, then Content-Length bytes."""
+    stream = sock.makefile("rb")
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        head += stream.readline()
+    fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
+    return head + stream.read(int(fields[b"Content-Length"]))
 
 
 def test_bearer_token(start):
