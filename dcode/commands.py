@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from dcode.edit.files import newline_style
 from dcode.errors import DcodeError, InputError, NoEditError
 from dcode.ui import (
     diff_highlights,
@@ -119,8 +120,7 @@ def proposal_view(proposal, tokenizer, settings) -> tuple[str, list, list[int]]:
     spans = uncertain_spans(tokenizer, proposal.token_ids, proposal.confidences, settings.low_confidence)
     # Spans are offsets in the raw fill; the insertion may differ only by newline style, so map
     # through the start of the hole (CRLF files get an offset per preceding newline).
-    insertion = proposal.insertion(text)
-    crlf = insertion.count("\r\n") > 0
+    crlf = newline_style(text) == "\r\n"
     shifted = []
     for a, b in spans:
         extra_a = proposal.fill.count("\n", 0, a) if crlf else 0

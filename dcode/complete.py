@@ -2,7 +2,8 @@
 
 Request: `input_prefix`, `input_suffix`, `input_extra` ([{filename, text}]), `filename`,
 `n_predict`, `temperature`, `seed`, and dcode's decoding options `threshold`, `tokens_per_step`,
-`steps`, `block_size`, `deadline_ms`. Unknown fields are ignored.
+`steps`, `block_size`, `top_p`, `deadline_ms`, `min_tokens` (slots that must hold code, not end the
+hole) and `initial_tokens` (the hole's first size). Unknown fields are ignored.
 Response: `content`, `tokens_predicted`, `timings` {`predicted_ms`, `forward_passes`}, `model`,
 and on failure `error` {`code`, `message`} with a stable code:
   invalid_json, invalid_request, model_unavailable, internal_error.
@@ -42,7 +43,10 @@ NUMERIC_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "steps": ((int,), "steps"),
     "block_size": ((int,), "block_size"),
     "top_p": ((int, float), "top_p"),
+    "min_tokens": ((int,), "min_tokens"),
+    "initial_tokens": ((int,), "initial_tokens"),
 }
+NON_NEGATIVE = ("n_predict", "min_tokens", "initial_tokens")
 
 
 def parse_request(data: Any) -> InfillRequest:
@@ -75,6 +79,8 @@ def parse_request(data: Any) -> InfillRequest:
             value = data[field]
             if isinstance(value, bool) or not isinstance(value, types):
                 raise InputError(f"{field} must be a number")
+            if field in NON_NEGATIVE and value < 0:
+                raise InputError(f"{field} must not be negative")
             options[name] = value
     if "tokens_per_step" in options:
         options["threshold"] = None
@@ -83,8 +89,6 @@ def parse_request(data: Any) -> InfillRequest:
         if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline < 0:
             raise InputError("deadline_ms must be a non-negative number")
         options["deadline_s"] = deadline / 1000
-    if options.get("max_tokens", 1) < 0:
-        raise InputError("n_predict must not be negative")
     return InfillRequest(prefix, suffix, extra, filename, options)
 
 

@@ -24,6 +24,9 @@ fixing the staged blob would mean writing the index (the hook never stages) and 
 into the unstaged edits, which can conflict. Only the staged content is examined, so the message
 appears only when what would be committed needs fixing.
 
+Candidates come from a running `dcode serve` for the same model when there is one (no model load
+per commit), else from the model loaded in-process; see `HoleFiller`.
+
 The hook never stages or commits. It writes the fixed files through one undo-journal entry
 (`dcode undo` reverts the whole run), prints a summary and `git add` advice on stderr, and exits
 1 when it changed something (the pre-commit convention), else 0. No model or device: a warning
@@ -45,7 +48,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from dcode.context import languages as L
 from dcode.context.languages import Language
-from dcode.edit.files import atomic_write, content_hash
+from dcode.edit.files import atomic_write, content_hash, splice_fill
 from dcode.edit.journal import Journal, JournalEntry
 from dcode.edit.targets import Target, find_holes, read_source
 from dcode.errors import EXIT_CHANGED, EXIT_MODEL, EXIT_OK, InputError, ModelError, NoEditError
@@ -55,6 +58,7 @@ if TYPE_CHECKING:  # torch is imported only once there is something to fix
     from rich.console import Console
 
     from dcode.model.loader import LoadedModel
+    from dcode.server import ServerInfo
     from dcode.settings import Settings
 
 JOURNAL_COMMAND = "hook run"
@@ -227,36 +231,126 @@ def describe_hole(target: Target) -> str:
     return f"marker at {lines}"
 
 
-def _propose(target: Target, model: LoadedModel, settings: Settings, attempt: int) -> str | None:
-    """One candidate text for the whole file, or None when the model produced nothing."""
-    from dcode.edit.proposal import Proposal
-    from dcode.workflow import propose_target
+class HoleFiller:
+    """Where the hook's candidates come from: a running `dcode serve` when one answers for this
+    model (it stays warm across commits), else the model loaded in this process. Both are reached
+    on first use, so a commit with nothing to fix pays for neither; a server that stops answering
+    is dropped for the rest of the run and the model is loaded here instead."""
 
-    if attempt == 0:
-        overrides: dict[str, Any] = {"temperature": 0.0}  # the model's best guess first
-    else:
-        overrides = {"temperature": RETRY_TEMPERATURE, "seed": settings.seed + attempt}
-    try:
-        for item in propose_target(target, "fill", model, settings, **overrides):
-            if isinstance(item, Proposal):
-                return item.new_text(target.text)
-    except NoEditError:
+    def __init__(
+        self,
+        settings: Settings,
+        load_model: Callable[[], LoadedModel],
+        find_server: Callable[[], ServerInfo | None] | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self._load_model = load_model
+        self._find_server = find_server
+        self.token = token
+        self.server: ServerInfo | None = None
+        self.model: LoadedModel | None = None
+
+    def _server(self) -> ServerInfo | None:
+        if self._find_server is not None:
+            self.server, self._find_server = self._find_server(), None
+        return self.server
+
+    def _local(self) -> LoadedModel:
+        if self.model is None:
+            self.model = self._load_model()
+        return self.model
+
+    def count_tokens(self, text: str) -> int:
+        if (server := self._server()) is not None:
+            from dcode.server import tokenize_via_server
+
+            ids = tokenize_via_server(server, text, self.token)
+            if ids is not None:
+                return len(ids)
+            self.server = None
+        return len(self._local().tokenizer.encode(text))
+
+    def candidate(self, target: Target, attempt: int) -> str | None:
+        """One candidate text for the whole file, or None when the model produced nothing.
+        Attempt 0 is the model's best guess; later ones are sampled under other seeds."""
+        if attempt == 0:
+            overrides: dict[str, Any] = {"temperature": 0.0}
+        else:
+            overrides = {"temperature": RETRY_TEMPERATURE, "seed": self.settings.seed + attempt}
+        if (server := self._server()) is not None:
+            from dcode.server import complete_via_server
+
+            response = complete_via_server(server, self._server_request(target, overrides), self.token)
+            if response is not None and _error_code(response) != "internal_error":
+                return _server_candidate(target, response)
+            self.server = None
+        return self._local_candidate(target, overrides)
+
+    def _local_candidate(self, target: Target, overrides: dict[str, Any]) -> str | None:
+        from dcode.edit.proposal import Proposal
+        from dcode.workflow import propose_target
+
+        try:
+            for item in propose_target(target, "fill", self._local(), self.settings, **overrides):
+                if isinstance(item, Proposal):
+                    return item.new_text(target.text)
+        except NoEditError:
+            return None
         return None
-    return None
+
+    def _server_request(self, target: Target, overrides: dict[str, Any]) -> dict[str, Any]:
+        """The /infill request that decodes as `_local_candidate` would: the hook's own schedule
+        and hole sizes, not the server's defaults; the server gathers the repository context."""
+        from dcode.workflow import MIN_FILL_TOKENS, initial_tokens
+
+        s = self.settings
+        request: dict[str, Any] = {
+            "input_prefix": target.text[: target.start], "input_suffix": target.text[target.end :],
+            "filename": str(target.path.resolve()), "n_predict": s.max_tokens, "top_p": s.top_p,
+            "temperature": overrides.get("temperature", s.temperature), "seed": overrides.get("seed", s.seed),
+            "min_tokens": min(MIN_FILL_TOKENS, s.max_tokens),
+            "initial_tokens": initial_tokens(target, "fill", self.count_tokens, s.max_tokens),
+            "steps": s.steps, "block_size": s.block_size,
+        }  # fmt: skip
+        if s.tokens_per_step is not None:
+            request["tokens_per_step"] = s.tokens_per_step
+        else:
+            request["threshold"] = s.threshold
+        return request
+
+
+def _error_code(response: dict) -> str | None:
+    error = response.get("error")
+    return error.get("code") if isinstance(error, dict) else None
+
+
+def _server_candidate(target: Target, response: dict) -> str | None:
+    """The whole file with the server's fill in the hole; its errors become ours."""
+    from dcode.server import model_error
+
+    if (err := model_error(response)) is not None:
+        raise err
+    if code := _error_code(response):
+        raise InputError(str(response["error"].get("message") or code))
+    content = response.get("content")
+    if not isinstance(content, str) or not content.strip():
+        return None
+    return splice_fill(target.text, target.start, target.end, content)
 
 
 def _code_chars(text: str) -> int:
     return sum(not c.isspace() for c in text)
 
 
-def _too_large(target: Target, model: LoadedModel, settings: Settings) -> str | None:
+def _too_large(target: Target, filler: HoleFiller) -> str | None:
     """A broken region longer than the hole may grow cannot come back whole: the repair would
     silently drop code, so it is left to the user."""
     if target.kind != "syntax_error":
         return None
-    size = len(model.tokenizer.encode(target.hole))
-    if size + REGION_SLACK_TOKENS > settings.max_tokens:
-        return f"the broken region is too large to re-mask ({size} tokens; max_tokens is {settings.max_tokens})"
+    size, limit = filler.count_tokens(target.hole), filler.settings.max_tokens
+    if size + REGION_SLACK_TOKENS > limit:
+        return f"the broken region is too large to re-mask ({size} tokens; max_tokens is {limit})"
     return None
 
 
@@ -270,14 +364,17 @@ def _drops_code(target: Target, candidate: str) -> bool:
 
 
 def _repair(
-    target: Target, model: LoadedModel, settings: Settings, policy: Policy, before: SyntaxCheck, max_attempts: int
+    target: Target, filler: HoleFiller, policy: Policy, before: SyntaxCheck, max_attempts: int
 ) -> tuple[str, SyntaxCheck] | str:
     """(new text, its check) for the first verified candidate, else why there is none."""
-    if reason := _too_large(target, model, settings):
-        return reason
+    try:
+        if reason := _too_large(target, filler):
+            return reason
+    except InputError as err:
+        return str(err)
     for attempt in range(max_attempts):
         try:
-            candidate = _propose(target, model, settings, attempt)
+            candidate = filler.candidate(target, attempt)
         except InputError as err:  # e.g. the hole does not fit the model: retrying cannot help
             return str(err)
         if candidate is None or candidate == target.text or _drops_code(target, candidate):
@@ -288,14 +385,9 @@ def _repair(
     return f"no candidate passed verification in {max_attempts} attempt{'s' if max_attempts != 1 else ''}"
 
 
-def fix_text(
-    path: Path,
-    text: str,
-    get_model: Callable[[], LoadedModel],
-    settings: Settings,
-    max_attempts: int = DEFAULT_ATTEMPTS,
-) -> FileFix:
-    """`fix_file` on given text; `get_model` is called only when there is a hole to work on."""
+def fix_text(path: Path, text: str, filler: HoleFiller, max_attempts: int = DEFAULT_ATTEMPTS) -> FileFix:
+    """Fill the file's markers and repair its syntax errors in memory; writes nothing. The
+    filler's model or server is reached only when there is a hole to work on."""
     result = FileFix(path=path, original=text)
     lang = L.detect_language(path, text)
     if not lang.has_grammar:
@@ -313,7 +405,7 @@ def fix_text(
         if found is None:
             break
         target, key = found
-        outcome = _repair(target, get_model(), settings, policy, check, max_attempts)
+        outcome = _repair(target, filler, policy, check, max_attempts)
         if isinstance(outcome, str):
             given_up.add(key)
             result.unverified.append(f"{describe_hole(target)}: {outcome}")
@@ -330,11 +422,6 @@ def fix_text(
         else:
             result.new_text = current
     return result
-
-
-def fix_file(path: Path, model: LoadedModel, settings: Settings, max_attempts: int = DEFAULT_ATTEMPTS) -> FileFix:
-    """Fill the file's markers and repair its syntax errors in memory; writes nothing."""
-    return fix_text(path, read_source(path), lambda: model, settings, max_attempts)
 
 
 def needs_work(path: Path, text: str) -> bool:
@@ -465,19 +552,6 @@ def _unstaged_fix_of_ours(root: Path, path: Path) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-class _LazyModel:
-    """Load the model on first use: a commit with nothing to fix never pays for it."""
-
-    def __init__(self, loader: Callable[[], LoadedModel]) -> None:
-        self.loader = loader
-        self.model: LoadedModel | None = None
-
-    def __call__(self) -> LoadedModel:
-        if self.model is None:
-            self.model = self.loader()
-        return self.model
-
-
 def _explicit_files(root: Path, cwd: Path, files: list[str], say: Callable[[str], None]) -> list[Path]:
     paths: list[Path] = []
     for name in files:
@@ -493,7 +567,7 @@ def _explicit_files(root: Path, cwd: Path, files: list[str], say: Callable[[str]
 
 
 def _handle_file(
-    repo: git.Repo, path: Path, model: _LazyModel, settings: Settings, max_attempts: int, say: Callable[[str], None]
+    repo: git.Repo, path: Path, filler: HoleFiller, max_attempts: int, say: Callable[[str], None]
 ) -> FileFix | None:
     root = repo_root(repo)
     rel = _rel(root, path)
@@ -518,7 +592,7 @@ def _handle_file(
         return None
     if not needs_work(path, text):
         return None
-    return fix_text(path, text, model, settings, max_attempts)
+    return fix_text(path, text, filler, max_attempts)
 
 
 def _report(root: Path, fixes: list[FileFix], write: bool, say: Callable[[str], None]) -> None:
@@ -540,8 +614,7 @@ def _model_unavailable(err: ModelError, strict: bool, say: Callable[[str], None]
 
 def run_hook(
     files: list[str] | None,
-    model_loader: Callable[[], LoadedModel],
-    settings: Settings,
+    filler: HoleFiller,
     *,
     write: bool,
     strict: bool,
@@ -564,11 +637,10 @@ def run_hook(
         console.print(f"dcode hook: {message}", markup=False, highlight=False)
 
     paths = _explicit_files(root, cwd, files, say) if files else staged_files(repo)
-    model = _LazyModel(model_loader)
     fixes: list[FileFix] = []
     try:
         for path in paths:
-            fix = _handle_file(repo, path, model, settings, max_attempts, say)
+            fix = _handle_file(repo, path, filler, max_attempts, say)
             if fix is not None:
                 fixes.append(fix)
     except ModelError as err:  # nothing has been written yet: all writes happen below

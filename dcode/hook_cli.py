@@ -26,6 +26,7 @@ StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail (exit 3) when th
 AttemptsOpt = Annotated[int, typer.Option("--attempts", min=1, help="Tries per hole; every candidate is re-parsed before it is kept.")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory (default: $DCODE_MODEL, else the shipped model).")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+NoServerOpt = Annotated[bool, typer.Option("--no-server", help="Do not use a running `dcode serve`; load the model here.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace a pre-commit hook dcode did not install (it is kept as a backup).")]
 
 
@@ -49,31 +50,38 @@ def _flags(ctx: typer.Context, **kwargs: object) -> dict:
 
 
 @user_errors
-def _run(flags: dict, files: list[str] | None, *, write: bool, strict: bool, attempts: int) -> int:
+def _run(flags: dict, files: list[str] | None, *, write: bool, strict: bool, attempts: int, use_server: bool) -> int:
+    import os
+
     from dcode.commands import err_console, load, settings_for
-    from dcode.hook import run_hook
+    from dcode.hook import HoleFiller, run_hook
+    from dcode.server import usable_server
 
     settings = settings_for(flags)
-    return run_hook(files or None, lambda: load(settings), settings, write=write, strict=strict,
-                    console=err_console, max_attempts=attempts)  # fmt: skip
+    token = os.environ.get("DCODE_SERVE_TOKEN")
+    find_server = (lambda: usable_server(flags, token)) if use_server else None
+    filler = HoleFiller(settings, lambda: load(settings), find_server, token)
+    return run_hook(files or None, filler, write=write, strict=strict, console=err_console, max_attempts=attempts)
 
 
 @hook_app.command("run")
 def run(
     ctx: typer.Context, files: FilesArg = None, strict: StrictOpt = False, attempts: AttemptsOpt = 4,
-    model: ModelOpt = None, device: DeviceOpt = None,
+    model: ModelOpt = None, device: DeviceOpt = None, no_server: NoServerOpt = False,
 ) -> None:
     """Fix staged files in place. Exits 1 when it changed files: review them, `git add`, commit again."""
-    raise typer.Exit(_run(_flags(ctx, model=model, device=device), files, write=True, strict=strict, attempts=attempts))
+    flags = _flags(ctx, model=model, device=device)
+    raise typer.Exit(_run(flags, files, write=True, strict=strict, attempts=attempts, use_server=not no_server))
 
 
 @hook_app.command("check")
 def check(
     ctx: typer.Context, files: FilesArg = None, strict: StrictOpt = False, attempts: AttemptsOpt = 4,
-    model: ModelOpt = None, device: DeviceOpt = None,
+    model: ModelOpt = None, device: DeviceOpt = None, no_server: NoServerOpt = False,
 ) -> None:
     """Print the diff `dcode hook run` would apply and exit 1 if there is one; writes nothing."""
-    raise typer.Exit(_run(_flags(ctx, model=model, device=device), files, write=False, strict=strict, attempts=attempts))
+    flags = _flags(ctx, model=model, device=device)
+    raise typer.Exit(_run(flags, files, write=False, strict=strict, attempts=attempts, use_server=not no_server))
 
 
 @user_errors

@@ -43,7 +43,7 @@ from typing import IO, Any
 from urllib.parse import urlsplit
 
 from dcode.complete import MAX_REQUEST_BYTES, Completer, error_response, serve_stdio
-from dcode.errors import DcodeError, InputError
+from dcode.errors import DcodeError, InputError, ModelError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8012  # llama.vim's and llama.vscode's default endpoint port: no editor config needed
@@ -422,6 +422,16 @@ class DcodeServer:
             return {"content": "", "tokens_predicted": 0, "model": model.name}
         return self.completer.answer(data)
 
+    def tokenize(self, data: Any) -> dict:
+        """The /tokenize answer (llama.cpp's: `content` in, `tokens` out); runs on the model thread."""
+        if not isinstance(data, dict) or not isinstance(data.get("content"), str):
+            return error_response("invalid_request", "send {\"content\": \"text\"}", self.model_name)
+        try:
+            model = self.completer.ensure_model()
+        except DcodeError as err:
+            return error_response("model_unavailable", str(err), self.model_name)
+        return {"tokens": model.tokenizer.encode(data["content"]), "model": model.name}
+
     def completion(self, data: dict, request: dict) -> dict:
         """The /v1/completions answer; runs on the model thread."""
         stops = stop_sequences(data)
@@ -494,6 +504,7 @@ class _Handler(BaseHTTPRequestHandler):
         "/v1/models": {"GET": "_models"},
         "/infill": {"POST": "_infill"},
         "/v1/completions": {"POST": "_completions"},
+        "/tokenize": {"POST": "_tokenize"},
     }
     PUBLIC = frozenset({"/health"})
 
@@ -659,6 +670,11 @@ class _Handler(BaseHTTPRequestHandler):
         answer = self.app.run_model(lambda: self.app.infill(data), self._client_gone)
         return None if answer is None else (_status_of(answer), answer)
 
+    def _tokenize(self) -> tuple[int, dict] | None:
+        data = self._read_json()
+        answer = self.app.run_model(lambda: self.app.tokenize(data), self._client_gone)
+        return None if answer is None else (_status_of(answer), answer)
+
     def _completions(self) -> tuple[int, dict] | None:
         data = self._read_json()
         try:
@@ -817,25 +833,55 @@ def find_server(path: Path | None = None, timeout: float = HEALTH_TIMEOUT_S) -> 
     return info
 
 
+def _post(info: ServerInfo, path: str, request: dict, token: str | None, timeout: float) -> tuple[int, dict] | None:
+    """POST JSON; (status, JSON object) or None when the server is unreachable or answers non-JSON."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    result = _request(info, "POST", path, json.dumps(request).encode("utf-8"), headers, timeout)
+    if result is None or not isinstance(result[1], dict):
+        return None
+    return result
+
+
 def complete_via_server(info: ServerInfo, request: dict, token: str | None = None,
                         timeout: float = DEFAULT_CLIENT_TIMEOUT_S) -> dict | None:
     """POST one request to /infill. None when the server is unreachable or refuses us (auth, size,
     busy, not a dcode answer), so the caller can answer in-process; contract errors pass through."""
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    body = json.dumps(request).encode("utf-8")
-    result = _request(info, "POST", "/infill", body, headers, timeout)
+    result = _post(info, "/infill", request, token, timeout)
     if result is None:
         return None
     status, payload = result
-    if not isinstance(payload, dict) or "content" not in payload:
+    if "content" not in payload:
         return None
     error = payload.get("error")
     if isinstance(error, dict) and error.get("code") == "server_busy":
         return None
     if status in (200, 400, 500) or (status == 503 and isinstance(error, dict)):
         return payload
+    return None
+
+
+def tokenize_via_server(info: ServerInfo, text: str, token: str | None = None,
+                        timeout: float = DEFAULT_CLIENT_TIMEOUT_S) -> list[int] | None:
+    """The server model's token ids for `text`, or None when it does not answer with them.
+    Raises ModelError when the server cannot load its model (ours would not load either)."""
+    result = _post(info, "/tokenize", {"content": text}, token, timeout)
+    if result is None:
+        return None
+    status, payload = result
+    if status == 200 and isinstance(payload.get("tokens"), list):
+        return payload["tokens"]
+    if (err := model_error(payload)) is not None:
+        raise err
+    return None
+
+
+def model_error(response: dict) -> ModelError | None:
+    """The error to raise for a server's `model_unavailable` answer, else None."""
+    error = response.get("error")
+    if isinstance(error, dict) and error.get("code") == "model_unavailable":
+        return ModelError(f"dcode serve: {error.get('message') or 'the model is unavailable'}")
     return None
 
 

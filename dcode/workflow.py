@@ -65,15 +65,16 @@ def context_for(
     return root, result
 
 
-def initial_tokens(target: Target, mode: str, model: LoadedModel, settings: Settings) -> int:
+def initial_tokens(target: Target, mode: str, count_tokens: Callable[[str], int], max_tokens: int) -> int:
+    """The hole's first size: a region being rewritten starts at its own length (plus room)."""
     existing = target.text[target.start : target.end]
     if mode == "write":
         guess = DEFAULT_WRITE_TOKENS
     elif existing.strip() and target.kind in ("line", "range", "position", "syntax_error"):
-        guess = len(model.tokenizer.encode(existing)) + 8
+        guess = count_tokens(existing) + 8
     else:
         guess = DEFAULT_FILL_TOKENS
-    return min(guess, settings.max_tokens)
+    return min(guess, max_tokens)
 
 
 def propose(
@@ -135,7 +136,7 @@ def propose_target(
     root, ctx = context_for(target, model, settings, progress)
     path = rel_path(target, root)
     options = settings.decode_options(
-        initial_tokens=initial_tokens(target, mode, model, settings),
+        initial_tokens=initial_tokens(target, mode, lambda s: len(model.tokenizer.encode(s)), settings.max_tokens),
         min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens), **option_overrides,
     )
     context = [(c.path, c.text) for c in ctx.chunks]

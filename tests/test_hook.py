@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,18 @@ from rich.console import Console
 
 from dcode.edit.journal import Journal
 from dcode.errors import InputError, ModelError
-from dcode.hook import BACKUP_NAME, HOOK_MARKER, install_hook, open_repo, run_hook, staged_files, uninstall_hook
+from dcode.hook import (
+    BACKUP_NAME,
+    HOOK_MARKER,
+    HoleFiller,
+    install_hook,
+    open_repo,
+    run_hook,
+    staged_files,
+    uninstall_hook,
+)
 from dcode.model.loader import LoadedModel
+from dcode.server import DcodeServer, ServerInfo
 from dcode.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -65,7 +76,7 @@ def repo(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     for var in ("GIT_CONFIG_GLOBAL", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "DCODE_MODEL"):
         monkeypatch.delenv(var, raising=False)
-    for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME"):
+    for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR"):
         monkeypatch.setenv(var, str(tmp_path / var.lower()))
     for who in ("AUTHOR", "COMMITTER"):
         monkeypatch.setenv(f"GIT_{who}_NAME", "Test")
@@ -124,12 +135,12 @@ class Loader:
 
 
 def hook(loader: Loader, *, write: bool = True, strict: bool = False, files: list[str] | None = None,
-         attempts: int = 4) -> tuple[int, str, str]:
+         attempts: int = 4, server: Callable[[], ServerInfo | None] | None = None) -> tuple[int, str, str]:
     """(exit code, stderr messages, stdout) of one hook run in the current directory."""
     err, out = io.StringIO(), io.StringIO()
     console = Console(file=err, width=400, no_color=True)
-    code = run_hook(files, loader, Settings(max_tokens=64), write=write, strict=strict, console=console,
-                    out=out, max_attempts=attempts)
+    filler = HoleFiller(Settings(max_tokens=64), loader, server)
+    code = run_hook(files, filler, write=write, strict=strict, console=console, out=out, max_attempts=attempts)
     return code, err.getvalue(), out.getvalue()
 
 
@@ -286,6 +297,73 @@ def test_no_model_skips_with_a_warning_unless_strict(repo):
     code, messages, _ = hook(missing, strict=True)
     assert code == 3
     assert "error: cannot load the model" in messages
+    assert path.read_text(encoding="utf-8") == BROKEN
+
+
+# --------------------------------------------------------------------------------------------
+# Through a running `dcode serve`
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def serving() -> Iterator[Callable[[LoadedModel], DcodeServer]]:
+    """A loopback server on a free port whose warm model is the given one."""
+    started: list[DcodeServer] = []
+
+    def start(model: LoadedModel) -> DcodeServer:
+        server = DcodeServer({"device": "cpu"}, "127.0.0.1", 0)
+        server.completer.model = model
+        server.start_background()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.shutdown()
+        server.close()
+
+
+def info(port: int) -> ServerInfo:
+    return ServerInfo(pid=os.getpid(), host="127.0.0.1", port=port, token_required=False, model=None)
+
+
+def test_a_running_server_does_the_work_and_the_model_is_never_loaded(repo, emitting, serving):
+    path = stage(repo, "calc.py", BROKEN)
+    stats = stage(repo, "stats.py", STUBS)
+    server = serving(emitting(REPAIR))
+    loader = Loader()  # fails the test if the hook loads a model itself
+    code, messages, _ = hook(loader, server=lambda: info(server.port), files=["calc.py"])
+    assert code == 1 and path.read_text(encoding="utf-8") == FIXED
+    assert "fixed calc.py: syntax error at lines 4-5" in messages
+    assert loader.calls == 0 and server.model_calls >= 2  # /tokenize for the region's size, then /infill
+    assert stats.read_text(encoding="utf-8") == STUBS
+
+    server.completer.model = emitting(MEAN_BODY)
+    assert hook(loader, server=lambda: info(server.port), files=["stats.py"])[0] == 1
+    assert stats.read_text(encoding="utf-8") == STUBS_FILLED and loader.calls == 0
+
+
+def test_a_server_that_does_not_answer_falls_back_to_the_local_model(repo, emitting):
+    path = stage(repo, "calc.py", BROKEN)
+    with socket.socket() as sock:  # a port nothing listens on: the server died after advertising it
+        sock.bind(("127.0.0.1", 0))
+        dead_port = sock.getsockname()[1]
+    loader = Loader(emitting(REPAIR))
+    code, _, _ = hook(loader, server=lambda: info(dead_port))
+    assert code == 1 and path.read_text(encoding="utf-8") == FIXED
+    assert loader.calls == 1
+
+
+def test_the_servers_model_errors_are_the_hooks(repo, serving):
+    path = stage(repo, "calc.py", BROKEN)
+    server = DcodeServer({"device": "cpu", "model": str(repo / "no-model")}, "127.0.0.1", 0)
+    server.start_background()
+    try:
+        code, messages, _ = hook(Loader(), server=lambda: info(server.port), strict=True)
+    finally:
+        server.shutdown()
+        server.close()
+    assert code == 3 and "cannot load the model" in messages and "no-model" in messages
     assert path.read_text(encoding="utf-8") == BROKEN
 
 

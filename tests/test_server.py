@@ -223,6 +223,8 @@ def test_a_huge_body_is_refused_unread_and_the_connection_closed(start):
     (b'{"n_predict": "many"}', "invalid_request"),
     (b'{"input_extra": "oops"}', "invalid_request"),
     (b'{"deadline_ms": -1}', "invalid_request"),
+    (b'{"min_tokens": -1}', "invalid_request"),
+    (b'{"initial_tokens": 2.5}', "invalid_request"),
     (b"[1, 2]", "invalid_request"),
     (b'{"stream": true}', "invalid_request"),
 ])
@@ -276,6 +278,14 @@ def _read_one_reply(sock: socket.socket) -> bytes:
         head += stream.readline()
     fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
     return head + stream.read(int(fields[b"Content-Length"]))
+
+
+def test_tokenize_answers_with_the_models_token_ids(start, tiny_tokenizer):
+    server = start()
+    status, body, _ = call(server, "POST", "/tokenize", {"content": "def add(a, b):\n\treturn a + b\n"})
+    assert status == 200 and body["tokens"] == tiny_tokenizer.encode("def add(a, b):\n\treturn a + b\n")
+    status, body, _ = call(server, "POST", "/tokenize", {"text": "x"})
+    assert status == 400 and "content" in body["error"]["message"]
 
 
 def test_bearer_token(start):

@@ -37,6 +37,16 @@ def newline_style(text: str) -> str:
     return "\r\n" if crlf and crlf >= text.count("\n") - crlf else "\n"
 
 
+def splice_fill(text: str, start: int, end: int, fill: str) -> str:
+    """`text` with `fill` in place of text[start:end], in the file's newline style; a fill that
+    replaces whole lines keeps the line break after it."""
+    fill = fill.replace("\r\n", "\n")
+    at_line_start = end == len(text) or text[end - 1 : end] in ("\n", "")
+    if fill and at_line_start and start > 0 and text[start - 1] == "\n" and not fill.endswith("\n"):
+        fill += "\n"
+    return text[:start] + fill.replace("\n", newline_style(text)) + text[end:]
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Replace `path` with `data` atomically, keeping its permission bits."""
     mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dcode.diffusion.engine import Completion
 from dcode.diffusion.sampler import DecodeStats
-from dcode.edit.files import atomic_write, check_unchanged, content_hash, newline_style
+from dcode.edit.files import atomic_write, check_unchanged, content_hash, splice_fill
 from dcode.edit.journal import Journal, JournalEntry, state_dir
 from dcode.errors import InputError
 
@@ -47,16 +47,8 @@ class Proposal:
     def suffix(self, text: str) -> str:
         return text[self.end :]
 
-    def insertion(self, text: str) -> str:
-        """The fill as it goes into the file: the file's newline style, whole lines kept whole."""
-        fill = self.fill.replace("\r\n", "\n")
-        at_line_start = self.end == len(text) or text[self.end - 1 : self.end] in ("\n", "")
-        if fill and at_line_start and self.start > 0 and text[self.start - 1] == "\n" and not fill.endswith("\n"):
-            fill += "\n"
-        return fill.replace("\n", newline_style(text))
-
     def new_text(self, text: str) -> str:
-        return text[: self.start] + self.insertion(text) + text[self.end :]
+        return splice_fill(text, self.start, self.end, self.fill)
 
     def completion(self) -> Completion:
         return Completion(self.fill, list(self.token_ids), list(self.confidences), DecodeStats(**{
