@@ -142,6 +142,7 @@ def result_json(proposal, diff: str, uncertain: list[int], applied: bool) -> dic
         "uncertain_lines": uncertain,
         "passes": proposal.passes,
         "parses": proposal.parses,
+        "problem": proposal.problem,
         "model": proposal.model,
         "stats": proposal.stats,
         "notes": proposal.notes,
@@ -187,9 +188,9 @@ def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool
     proposal = drive(stream, model.tokenizer, settings, live and not quiet, f"{mode} {spec}")
     save_pending(proposal)
     view = proposal_view(proposal, model.tokenizer, settings)
-    if yes and not proposal.parses:
+    if yes and proposal.problem:
         show(proposal, view, diff_only, json_out)
-        raise NoEditError(f"{proposal.rel_path}: the proposal does not parse; not written "
+        raise NoEditError(f"{proposal.rel_path}: the proposal {proposal.problem}; not written "
                           "(it stays pending: `dcode refine`, `dcode accept` or `dcode reject`)")
     if yes:
         apply_proposal(proposal, f"{mode} {spec}")

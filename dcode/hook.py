@@ -50,7 +50,7 @@ from dcode.context import languages as L
 from dcode.context.languages import Language
 from dcode.edit.files import atomic_write, content_hash, splice_fill
 from dcode.edit.journal import Journal, JournalEntry
-from dcode.edit.targets import Target, find_holes, read_source
+from dcode.edit.targets import Target, find_holes, read_source, scope_exit
 from dcode.errors import EXIT_CHANGED, EXIT_MODEL, EXIT_OK, InputError, ModelError, NoEditError
 
 if TYPE_CHECKING:  # torch is imported only once there is something to fix
@@ -294,7 +294,7 @@ class HoleFiller:
         try:
             for item in propose_target(target, "fill", self._local(), self.settings, **overrides):
                 if isinstance(item, Proposal):
-                    return item.new_text(target.text)
+                    return None if item.problem else item.new_text(target.text)
         except NoEditError:
             return None
         return None
@@ -334,9 +334,10 @@ def _server_candidate(target: Target, response: dict) -> str | None:
     if code := _error_code(response):
         raise InputError(str(response["error"].get("message") or code))
     content = response.get("content")
-    if not isinstance(content, str) or not content.strip():
+    if not isinstance(content, str):
         return None
-    return splice_fill(target.text, target.start, target.end, content)
+    content = content[: scope_exit(target, content)]  # as propose_target cuts a local fill
+    return splice_fill(target.text, target.start, target.end, content) if content.strip() else None
 
 
 def _code_chars(text: str) -> int:

@@ -10,11 +10,12 @@ from pathlib import Path
 
 from dcode.context.gather import ContextResult, gather_context
 from dcode.context.index import RepoIndex, find_repo_root
+from dcode.context.languages import Language, detect_language
 from dcode.diffusion.engine import Completion, infill_stream, refine_stream
 from dcode.diffusion.sampler import HoleState
 from dcode.edit.files import content_hash
 from dcode.edit.proposal import Proposal
-from dcode.edit.targets import Target, resolve_target
+from dcode.edit.targets import Target, resolve_target, scope_exit
 from dcode.errors import InputError, NoEditError
 from dcode.model.loader import LoadedModel
 from dcode.settings import Settings
@@ -83,9 +84,9 @@ def propose(
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[HoleState | Proposal]:
-    """Yield the hole after every pass, then the finished Proposal, verified to parse: up to
-    FILL_ATTEMPTS candidates (greedy first, then sampled with other seeds); when none parses the
-    last one comes back with `parses=False` and a note."""
+    """Yield the hole after every pass, then the finished Proposal, verified (it parses, and a
+    fill in a definition is in it): up to FILL_ATTEMPTS candidates (greedy first, then sampled
+    with other seeds); when none is verified the last one comes back with its `problem` and a note."""
     target = resolve(request)
     proposal: Proposal | None = None
     failure: NoEditError | None = None
@@ -101,24 +102,31 @@ def propose(
             failure = err
             continue
         assert proposal is not None
-        proposal.parses = keeps_parsing(target, proposal)
-        if proposal.parses:
+        check_parse(proposal, target.text, target.language)
+        if proposal.problem is None:
             yield proposal
             return
     if proposal is None:
         assert failure is not None
         raise failure
-    proposal.notes.append(f"the proposal does not parse (best of {FILL_ATTEMPTS} candidates); refine it or reject it")
+    proposal.notes.append(f"the proposal {proposal.problem} (best of {FILL_ATTEMPTS} candidates); refine it or reject it")
     yield proposal
 
 
-def keeps_parsing(target: Target, proposal: Proposal) -> bool:
+def check_parse(proposal: Proposal, text: str, language: Language) -> None:
+    """Set `parses`, and `problem` when it does not parse and nothing worse was found."""
+    proposal.parses = keeps_parsing(text, proposal.new_text(text), language)
+    if not proposal.parses and proposal.problem is None:
+        proposal.problem = "does not parse"
+
+
+def keeps_parsing(before_text: str, after_text: str, language: Language) -> bool:
     """The edited file has no more syntax errors than the original (and, for Python, compiles
     whenever the original did)."""
     from dcode.hook import check_syntax  # the hook's whole-file check; imported late (hook imports us)
 
-    before = check_syntax(target.text, target.language)
-    after = check_syntax(proposal.new_text(target.text), target.language)
+    before = check_syntax(before_text, language)
+    after = check_syntax(after_text, language)
     if after.errors > before.errors:
         return False
     return after.compile_error is None or before.compile_error is not None
@@ -140,21 +148,33 @@ def propose_target(
         min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens), **option_overrides,
     )
     context = [(c.path, c.text) for c in ctx.chunks]
+    notes = list(ctx.notes) + (["context was truncated to fit the budget"] if ctx.truncated else [])
     # ctx.prefix / ctx.suffix are the file's own text around the hole, cut to the budget.
     for item in infill_stream(model, ctx.prefix, ctx.suffix, path=path, context=context, options=options):
         if isinstance(item, HoleState):
             yield item
             continue
-        yield finish(
+        outside = None
+        if (cut := scope_exit(target, item.text)) is not None:
+            owner = target.scopes[-1].qualname or target.scopes[-1].name
+            if item.text[:cut].strip():
+                dropped = item.text[cut:].strip().count("\n") + 1
+                notes.append(f"dropped {dropped} line(s) the model wrote past the end of {owner}")
+                item = item.cut(cut, model.tokenizer)
+            else:  # none of it is inside: left whole, for the user to see what the model did
+                outside = f"is outside {owner}"
+        proposal = finish(
             Proposal(
                 path=target.path.resolve(), root=root, rel_path=path,
                 file_hash=content_hash(target.text.encode("utf-8")), start=target.start, end=target.end,
                 kind=target.kind, model=model.name, token_ids=[], confidences=[], fill="",
-                context=context, notes=list(ctx.notes) + (["context was truncated to fit the budget"] if ctx.truncated else []),
+                context=context, notes=notes,
             ),
             item,
             first=True,
         )
+        proposal.problem = outside
+        yield proposal
 
 
 def finish(proposal: Proposal, result: Completion, first: bool = False) -> Proposal:
@@ -186,5 +206,8 @@ def refine(
     for item in stream:
         if isinstance(item, HoleState):
             yield item
-        else:
-            yield finish(proposal, item)
+            continue
+        updated = finish(proposal, item)
+        updated.problem = None  # judged again on the refined text
+        check_parse(updated, text, detect_language(proposal.path, text))
+        yield updated

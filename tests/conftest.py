@@ -114,3 +114,24 @@ def scripted(tiny_tokenizer) -> Callable[..., LoadedModel]:
         return LoadedModel(net, tiny_tokenizer, cfg, torch.device("cpu"), torch.float32, None)
 
     return make
+
+
+@pytest.fixture
+def emitting(scripted) -> Callable[[str], LoadedModel]:
+    """A model that writes `text` into whatever hole it is given, then pads: the hole starts at
+    the first mask of the canvas (every slot is committed in the first pass)."""
+
+    def make(text: str) -> LoadedModel:
+        tok = None
+
+        def rule(position, canvas):
+            masks = (canvas == tok.mask_id).nonzero()
+            offset = position - int(masks[0]) if len(masks) else -1
+            return (ids[offset], 0.99) if 0 <= offset < len(ids) else (tok.pad_id, 0.99)
+
+        model = scripted(rule)
+        tok = model.tokenizer
+        ids = tok.encode(text)
+        return model
+
+    return make

@@ -80,17 +80,19 @@ def test_fill_shows_a_diff_and_writes_nothing(repo):
 
 
 def apply_with_yes(repo, *args):
-    """`--yes` writes only a proposal that parses (exit 0); one that does not is refused with
-    exit 4, the file untouched and the proposal left pending, which `accept` then applies."""
+    """`--yes` writes only a verified proposal (exit 0: it parses); one that is not (it does not
+    parse, or is outside its function) is refused with exit 4, the file untouched and the
+    proposal left pending, which `accept` then applies."""
     before = (repo / "geo.py").read_bytes()
     result = invoke(*args, "--yes", "--json")
     data = json.loads(result.stdout.splitlines()[0])
     if result.exit_code == 0:
-        assert data["applied"] is True and data["parses"] is True
+        assert data["applied"] is True and data["parses"] is True and data["problem"] is None
         assert parses((repo / "geo.py").read_text())
     else:
-        assert result.exit_code == 4 and data["parses"] is False, result.output
-        assert "does not parse" in result.stderr
+        assert result.exit_code == 4 and data["problem"] in ("does not parse", "is outside area"), result.output
+        assert data["parses"] is False or data["problem"] == "is outside area"
+        assert f"the proposal {data['problem']}; not written" in result.stderr
         assert (repo / "geo.py").read_bytes() == before
         assert invoke("accept").exit_code == 0
     return data

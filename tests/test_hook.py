@@ -99,27 +99,6 @@ def index_blob(root: Path, name: str) -> str:
     return git(root, "show", f":{name}")
 
 
-@pytest.fixture
-def emitting(scripted) -> Callable[[str], LoadedModel]:
-    """A model that writes `text` into whatever hole it is given, then pads: the hole starts at
-    the first mask of the canvas (every slot is committed in the first pass)."""
-
-    def make(text: str) -> LoadedModel:
-        tok = None
-
-        def rule(position, canvas):
-            masks = (canvas == tok.mask_id).nonzero()
-            offset = position - int(masks[0]) if len(masks) else -1
-            return (ids[offset], 0.99) if 0 <= offset < len(ids) else (tok.pad_id, 0.99)
-
-        model = scripted(rule)
-        tok = model.tokenizer
-        ids = tok.encode(text)
-        return model
-
-    return make
-
-
 class Loader:
     """model_loader that counts calls (the hook must load lazily) or fails like a missing model."""
 
@@ -190,6 +169,18 @@ def test_marker_in_a_stub_body_fills_the_body_and_a_plain_stub_is_untouched(repo
     assert code == 1
     assert path.read_text(encoding="utf-8") == STUBS_FILLED  # `raise NotImplementedError` went too
     assert "stub body of mean" in messages
+
+
+@pytest.mark.parametrize("through_server", [False, True])
+def test_a_fill_that_runs_past_its_function_is_cut_at_the_functions_end(repo, emitting, serving, through_server):
+    path = stage(repo, "stats.py", STUBS)
+    model = emitting(MEAN_BODY + "\n\ndef median(values):\n    return sorted(values)[len(values) // 2]\n")
+    if through_server:
+        server = serving(model)
+        assert hook(Loader(), server=lambda: info(server.port))[0] == 1
+    else:
+        assert hook(Loader(model))[0] == 1
+    assert path.read_text(encoding="utf-8") == STUBS_FILLED
 
 
 def test_a_fix_that_does_not_parse_is_not_written(repo, emitting):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcode.context.languages import get_language
-from dcode.edit.targets import Target, TextOffsets, find_holes, read_source, resolve_target
+from dcode.context.languages import detect_language, get_language
+from dcode.edit.targets import Target, TextOffsets, find_holes, read_source, resolve_target, scope_exit
 from dcode.errors import InputError
 
 DATA = Path(__file__).parent / "data" / "repos"
@@ -412,3 +412,34 @@ def test_line_ranges_and_offsets_agree(
     offsets = TextOffsets(text)
     for char in range(len(text) + 1):
         assert offsets.to_char(offsets.to_byte(char)) == char
+
+
+# -- fills that leave their definition ------------------------------------------------------
+
+PY_STUB = 'def mean(values):\n    """Mean."""\n    # dcode: fill\n\n\ndef keep():\n    pass\n'
+C_STUB = "int add(int a, int b) {\n    // dcode: fill\n}\n\nint main(void) { return 0; }\n"
+
+
+def marker_in(text: str, name: str) -> Target:
+    hole = next(h for h in find_holes(text, detect_language(Path(name), text)) if h.kind == "marker")
+    return Target(**{**hole.__dict__, "path": Path(name)})
+
+
+@pytest.mark.parametrize("source, name, fill, kept", [
+    (PY_STUB, "m.py", "    return sum(values) / len(values)\n", None),
+    (PY_STUB, "m.py", "    total = sum(values)\n    return total / len(values)\n\n", None),  # trailing blank lines stay
+    (PY_STUB, "m.py", "    return 1\n\n\ndef other():\n    return 2\n", "    return 1\n"),
+    (PY_STUB, "m.py", "x = 1\n", ""),  # dedented at once: nothing of it is in `mean`
+    (C_STUB, "m.c", "    return a + b;\n", None),
+    (C_STUB, "m.c", "    return a + b;\n}\n\nint sub(int a, int b) {\n    return a - b;\n", "    return a + b;\n"),
+    (C_STUB, "m.c", "    return a + b; }\nint z;\n", "    return a + b; "),
+])
+def test_a_fill_is_cut_where_it_leaves_its_definition(source, name, fill, kept):
+    target = marker_in(source, name)
+    cut = scope_exit(target, fill)
+    assert (None if cut is None else fill[:cut]) == kept
+
+
+def test_holes_outside_definitions_are_never_cut():
+    target = marker_in("import os\n# dcode: fill\n", "m.py")
+    assert scope_exit(target, "x = 1\n\ndef f():\n    pass\n") is None

@@ -27,6 +27,12 @@ class Completion:
     stats: DecodeStats
     deadline_hit: bool = False
 
+    def cut(self, chars: int, tokenizer) -> "Completion":
+        """The first `chars` characters of the text, as whole tokens (one straddling the cut goes)."""
+        keep = sum(1 for _, end in tokenizer.char_spans(self.token_ids) if end <= chars)
+        ids = self.token_ids[:keep]
+        return dataclasses.replace(self, text=tokenizer.decode(ids), token_ids=ids, confidences=self.confidences[:keep])
+
     def as_dict(self) -> dict:
         return {
             "text": self.text,

@@ -34,6 +34,7 @@ class Proposal:
     stats: dict = field(default_factory=dict)
     passes: int = 1  # generation + refinement passes so far
     parses: bool = True  # the edited file parses (no more syntax errors than before)
+    problem: str | None = None  # why it is not verified ("does not parse", ...); None when it is
     notes: list[str] = field(default_factory=list)
 
     # -- text -----------------------------------------------------------------------------

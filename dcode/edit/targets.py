@@ -684,3 +684,42 @@ def target_in_text(path: Path, text: str, offset: int) -> Target:
     doc = _Document(path, text, L.detect_language(path, text))
     offset = max(0, min(offset, len(text)))
     return doc.make(offset, offset, "position", scopes=doc.scopes_at(offset, offset))
+
+
+def scope_exit(target: Target, fill: str) -> int | None:
+    """Where code put into the hole leaves the definition the hole is in, as an offset into
+    `fill`; None when it stays inside (or the hole is in no definition). Models often finish a
+    body and go on to write the next function, or close the body's brace themselves although
+    the file already does; that part is not what was asked for.
+
+    The cut is after the last line still inside the definition; a closing brace the fill put on
+    a line of its own goes too, since the text after the hole holds the real one."""
+    if not target.scopes or target.kind == "syntax_error" or not fill.strip():
+        return None
+    owner = target.scopes[-1]
+    text = target.text[: target.start] + fill + target.text[target.end :]
+    fill_end = target.start + len(fill)
+    doc = _Document(target.path, text, target.language)
+    if doc.tree is None:
+        return None
+    here = [s for s in doc.scopes_at(target.start, target.start) if (s.qualname, s.name) == (owner.qualname, owner.name)]
+    if not here:
+        cut = target.start  # the fill's first code is already outside (it dedented at once)
+    elif here[-1].end >= fill_end:
+        return None
+    else:
+        cut = max(_scope_cut(text, here[-1].end), target.start)
+    if not text[cut:fill_end].strip():
+        return None  # only blank lines after the definition: nothing escapes
+    return cut - target.start
+
+
+def _scope_cut(text: str, end: int) -> int:
+    """Where to cut text that goes on past a definition ending at `end`: after the definition's
+    last line, or before its closing brace (on its own line: the whole line)."""
+    line_start = text.rfind("\n", 0, end) + 1
+    brace = text.rfind("}", line_start, end)
+    if brace >= 0 and text[brace + 1 : end].strip() in ("", ";"):
+        return line_start if not text[line_start:brace].strip() else brace
+    newline = text.find("\n", end)
+    return len(text) if newline < 0 else newline + 1
