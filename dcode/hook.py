@@ -691,12 +691,19 @@ def hook_script(python: str | None = None) -> str:
         f"{HOOK_MARKER}: `dcode hook uninstall` removes it\n"
         "# Fills `dcode: fill` markers and repairs syntax errors in staged files. It never stages:\n"
         "# after it changed files (exit 1), review them, `git add` them and commit again.\n"
+        "# A hook that `dcode hook install --force` replaced runs after it, as before.\n"
         f"python={python}\n"
-        'if [ ! -x "$python" ]; then\n'
+        f'previous="$(dirname "$0")/{BACKUP_NAME}"\n'
+        "status=0\n"
+        'if [ -x "$python" ]; then\n'
+        '    "$python" -m dcode hook run || status=$?\n'
+        "else\n"
         '    echo "dcode hook: $python is gone; skipped (run \\`dcode hook install\\` again)" >&2\n'
-        "    exit 0\n"
         "fi\n"
-        'exec "$python" -m dcode hook run\n'
+        'if [ -f "$previous" ] && [ -x "$previous" ]; then\n'
+        '    "$previous" "$@" || exit $?\n'
+        "fi\n"
+        "exit $status\n"
     )
 
 
@@ -727,7 +734,7 @@ def install_hook(repo_root: Path, force: bool = False) -> str:
         if _present(backup):
             raise InputError(f"{backup} already exists; move it away before replacing {hook.name}")
         os.replace(hook, backup)
-        note = f"; the previous hook is kept as {backup} (`dcode hook uninstall` restores it)"
+        note = f"; the previous hook is kept as {backup} and runs after dcode's (`dcode hook uninstall` restores it)"
     hook.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(hook, hook_script().encode("utf-8"))
     hook.chmod(hook.stat().st_mode | 0o111)

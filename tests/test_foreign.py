@@ -73,6 +73,7 @@ def test_family_config_mapping():
     dream, llada = load_model(DREAM, device="cpu"), load_model(LLADA, device="cpu")
     assert (dream.family, dream.config.logit_shift, dream.config.qkv_bias) == ("dream", 1, True)
     assert (llada.family, llada.config.logit_shift, llada.config.qkv_bias) == ("llada", 0, False)
+    assert (dream.config.rope_fp32, llada.config.rope_fp32) == (False, True)  # LLaDA's rope_full_precision
     assert (dream.config.rope_theta, dream.config.norm_eps) == (1e6, 1e-6)
     assert (llada.config.rope_theta, llada.config.norm_eps) == (5e5, 1e-5)
     for m in (dream, llada):

@@ -432,3 +432,23 @@ def test_cli_install_check_and_commit(repo, monkeypatch, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "dcode hook: warning: skipped: cannot load the model" in done.stderr
     assert (repo / "calc.py").read_text(encoding="utf-8") == BROKEN
+
+
+def test_a_replaced_hook_still_runs_after_dcodes_and_can_stop_the_commit(repo, monkeypatch, tmp_path):
+    monkeypatch.setenv("DCODE_MODEL", str(tmp_path / "no-model"))  # dcode warns and lets commits through
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    hook_file = repo / ".git" / "hooks" / "pre-commit"
+    hook_file.write_text('#!/bin/sh\necho "lint ran" >&2\n[ ! -f block ] || exit 7\n', encoding="utf-8")
+    hook_file.chmod(0o755)
+    install_hook(repo, force=True)
+
+    stage(repo, "calc.py", BROKEN)
+    done = subprocess.run(["git", "commit", "-q", "-m", "one"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "dcode hook: warning" in done.stderr and "lint ran" in done.stderr
+
+    (repo / "block").write_text("", encoding="utf-8")
+    stage(repo, "other.py", "x = 1\n")
+    done = subprocess.run(["git", "commit", "-q", "-m", "two"], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "lint ran" in done.stderr  # the old hook's verdict still counts
+    assert git(repo, "log", "--format=%s").split() == ["one"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from dcode.errors import ModelError
 from dcode.model.device import resolve_device, resolve_dtype
 from dcode.model.loader import align_logits, build_model
-from dcode.model.transformer import Transformer
+from dcode.model.transformer import Transformer, apply_rope, rope_tables
 from tests.conftest import tiny_config
 
 
@@ -88,3 +90,24 @@ def test_device_policy():
 def test_config_rejects_bad_head_split(tiny_tokenizer):
     with pytest.raises(ModelError, match="n_kv_heads"):
         tiny_config(tiny_tokenizer, n_heads=4, n_kv_heads=3)
+
+
+def test_float32_rope_tables_rotate_bf16_activations_in_float32():
+    """LLaDA's rope_full_precision: q and k are upcast, rotated, and cast back."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 64, 16).bfloat16()
+    positions = torch.arange(1000, 1064)[None]  # far positions, where bf16 tables lose the most
+    cos32, sin32 = rope_tables(positions, 16, 500000.0, torch.float32)
+    rotated = apply_rope(x, cos32, sin32)
+    assert rotated.dtype == torch.bfloat16
+    assert torch.equal(rotated, apply_rope(x.float(), cos32, sin32).bfloat16())
+    cos16, sin16 = rope_tables(positions, 16, 500000.0, torch.bfloat16)
+    assert not torch.equal(rotated, apply_rope(x, cos16, sin16))  # the bf16 path differs
+
+
+def test_a_rope_fp32_model_in_bf16_gets_float32_tables(tiny_tokenizer):
+    cfg = dataclasses.replace(tiny_config(tiny_tokenizer), rope_fp32=True)
+    net = Transformer(cfg)
+    cos, _ = net.rope(torch.arange(4)[None], torch.bfloat16)
+    assert cos.dtype == torch.float32
+    assert Transformer(tiny_config(tiny_tokenizer)).rope(torch.arange(4)[None], torch.bfloat16)[0].dtype == torch.bfloat16

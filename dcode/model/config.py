@@ -26,6 +26,8 @@ class ModelConfig:
     qkv_bias: bool = False
     # Dream keeps the autoregressive convention: the output at position i-1 scores token i.
     logit_shift: int = 0
+    # LLaDA rotates q and k in float32 whatever the model dtype (its `rope_full_precision`).
+    rope_fp32: bool = False
     # Token ids the sampler needs; foreign checkpoints read theirs from their own files.
     mask_id: int = 0
     pad_id: int = 1

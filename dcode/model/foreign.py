@@ -153,6 +153,7 @@ def foreign_config(raw: dict, family: str, ids: SpecialIds, source: str = "confi
             rope_theta=_get(raw, "rope_theta", source, float), norm_eps=_get(raw, "rms_norm_eps", source, float),
             tie_embeddings=_get(raw, "weight_tying", source, bool),
             qkv_bias=bool(raw.get("include_qkv_bias", False)), logit_shift=0,
+            rope_fp32=bool(raw.get("rope_full_precision", True)),
         )
     for key, value in (("mask_token_id", ids.mask), ("pad_token_id", ids.pad), ("eos_token_id", ids.eos)):
         if not 0 <= value < dims["vocab_size"]:

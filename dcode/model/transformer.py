@@ -67,8 +67,10 @@ def rotate_half(x: Tensor) -> Tensor:
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    # x: [B, H, T, D]; tables: [B, T, D] broadcast over heads.
-    return x * cos[:, None] + rotate_half(x) * sin[:, None]
+    """x: [B, H, T, D]; tables: [B, T, D] broadcast over heads. The rotation runs in the tables'
+    dtype (float32 tables rotate a bf16 x in float32) and the result has x's dtype."""
+    xr = x.to(cos.dtype)
+    return (xr * cos[:, None] + rotate_half(xr) * sin[:, None]).to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -161,6 +163,11 @@ class Transformer(nn.Module):
                 with torch.no_grad():
                     p.copy_(torch.randn(p.shape, generator=gen) * std)
 
+    def rope(self, positions: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """cos/sin tables for activations of `dtype` (float32 ones where the config says so)."""
+        table_dtype = torch.float32 if self.cfg.rope_fp32 else dtype
+        return rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, table_dtype)
+
     def forward(
         self,
         tokens: Tensor,
@@ -183,7 +190,7 @@ class Transformer(nn.Module):
         if positions.dim() == 1:
             positions = positions.expand(B, T)
         x = self.embed(tokens)
-        cos, sin = rope_tables(positions, self.cfg.head_dim, self.cfg.rope_theta, x.dtype)
+        cos, sin = self.rope(positions, x.dtype)
         attn_mask = key_mask[:, None, None, :] if key_mask is not None else None
         keys: list[Tensor] = []
         values: list[Tensor] = []

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from dcode.model.transformer import Transformer, rope_tables
+from dcode.model.transformer import Transformer
 
 
 @dataclass
@@ -185,7 +185,7 @@ def masked_logits(net: Transformer, inputs: Tensor, masked: Tensor) -> Tensor:
     B, T = inputs.shape
     x = net.embed(inputs)
     positions = torch.arange(T, device=inputs.device).expand(B, T)
-    cos, sin = rope_tables(positions, net.cfg.head_dim, net.cfg.rope_theta, x.dtype)
+    cos, sin = net.rope(positions, x.dtype)
     for block in net.blocks:
         x, _, _ = block(x, cos, sin, None, None)
     return net.head(net.norm(x)[masked])
