@@ -5,17 +5,17 @@ request -> target -> context -> prompt tokens -> sampler -> proposal -> diff -> 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dcode.context.gather import ContextResult, gather_context
 from dcode.context.index import RepoIndex, find_repo_root
-from dcode.context.languages import Language, detect_language
+from dcode.context.languages import Language
 from dcode.diffusion.engine import Completion, infill_stream, refine_stream
 from dcode.diffusion.sampler import HoleState
 from dcode.edit.files import content_hash
 from dcode.edit.proposal import Proposal
-from dcode.edit.targets import Target, resolve_target, scope_exit
+from dcode.edit.targets import Target, resolve_target, scope_exit, target_in_text
 from dcode.errors import InputError, NoEditError
 from dcode.model.loader import LoadedModel
 from dcode.settings import Settings
@@ -154,27 +154,32 @@ def propose_target(
         if isinstance(item, HoleState):
             yield item
             continue
-        outside = None
-        if (cut := scope_exit(target, item.text)) is not None:
-            owner = target.scopes[-1].qualname or target.scopes[-1].name
-            if item.text[:cut].strip():
-                dropped = item.text[cut:].strip().count("\n") + 1
-                notes.append(f"dropped {dropped} line(s) the model wrote past the end of {owner}")
-                item = item.cut(cut, model.tokenizer)
-            else:  # none of it is inside: left whole, for the user to see what the model did
-                outside = f"is outside {owner}"
+        item, note, outside = fit_to_scope(target, item, model.tokenizer)
         proposal = finish(
             Proposal(
                 path=target.path.resolve(), root=root, rel_path=path,
                 file_hash=content_hash(target.text.encode("utf-8")), start=target.start, end=target.end,
                 kind=target.kind, model=model.name, token_ids=[], confidences=[], fill="",
-                context=context, notes=notes,
+                context=context, notes=notes + ([note] if note else []),
             ),
             item,
             first=True,
         )
         proposal.problem = outside
         yield proposal
+
+
+def fit_to_scope(target: Target, result: Completion, tokenizer) -> tuple[Completion, str | None, str | None]:
+    """(the completion cut where it leaves the hole's definition, a note on what was cut, the
+    problem when none of it is inside: then it is left whole, for the user to see)."""
+    cut = scope_exit(target, result.text)
+    if cut is None:
+        return result, None, None
+    owner = target.scopes[-1].qualname or target.scopes[-1].name
+    if not result.text[:cut].strip():
+        return result, None, f"is outside {owner}"
+    dropped = result.text[cut:].strip().count("\n") + 1
+    return result.cut(cut, tokenizer), f"dropped {dropped} line(s) the model wrote past the end of {owner}", None
 
 
 def finish(proposal: Proposal, result: Completion, first: bool = False) -> Proposal:
@@ -197,6 +202,8 @@ def refine(
     if proposal.model != model.name:
         raise InputError(f"the pending proposal was made by {proposal.model}, not {model.name}; use the same --model")
     text = proposal.original_text()
+    # The hole as a target again, for the same scope check the first pass had.
+    target = replace(target_in_text(proposal.path, text, proposal.start), end=proposal.end, kind=proposal.kind)
     options = settings.decode_options(seed=settings.seed + proposal.passes,
                                       min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens))
     stream = refine_stream(
@@ -207,7 +214,10 @@ def refine(
         if isinstance(item, HoleState):
             yield item
             continue
+        item, note, updated_problem = fit_to_scope(target, item, model.tokenizer)
         updated = finish(proposal, item)
-        updated.problem = None  # judged again on the refined text
-        check_parse(updated, text, detect_language(proposal.path, text))
+        updated.problem = updated_problem  # judged again on the refined text
+        if note:
+            updated.notes = [*updated.notes, note]
+        check_parse(updated, text, target.language)
         yield updated

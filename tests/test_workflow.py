@@ -9,7 +9,7 @@ import pytest
 
 from dcode.edit.proposal import Proposal
 from dcode.settings import Settings
-from dcode.workflow import FILL_ATTEMPTS, Request, propose
+from dcode.workflow import FILL_ATTEMPTS, Request, propose, refine
 
 STUB = 'def mean(values):\n    """Mean."""\n    # dcode: fill\n\n\ndef keep():\n    pass\n'
 BODY = "    return sum(values) / len(values)\n"
@@ -56,3 +56,14 @@ def test_a_good_body_is_verified_at_once(stats_file, emitting):
     proposal = final(stats_file, model)
     assert proposal.problem is None and proposal.new_text(STUB) == STUB.replace("    # dcode: fill\n", BODY)
     assert not any("past the end" in note for note in proposal.notes)
+
+
+def test_refine_keeps_the_fill_inside_its_function(stats_file, emitting):
+    proposal = final(stats_file, emitting(BODY))
+    escaping = emitting("    return 0\n\n\ndef extra():\n    pass\n")
+    items = list(refine(proposal, escaping, Settings(max_tokens=48), lines=(1, 1)))
+    refined = items[-1]
+    assert isinstance(refined, Proposal)
+    assert refined.fill == "    return 0\n" and refined.problem is None and refined.parses
+    assert any("past the end of mean" in note for note in refined.notes)
+    assert not any("past the end" in note for note in proposal.notes)  # the earlier proposal is unchanged
