@@ -250,6 +250,7 @@ class HoleFiller:
         self.token = token
         self.server: ServerInfo | None = None
         self.model: LoadedModel | None = None
+        self._token_counts: dict[str, int] = {}  # a region is measured for its size, then per attempt
 
     def _server(self) -> ServerInfo | None:
         if self._find_server is not None:
@@ -262,6 +263,11 @@ class HoleFiller:
         return self.model
 
     def count_tokens(self, text: str) -> int:
+        if text not in self._token_counts:
+            self._token_counts[text] = self._count(text)
+        return self._token_counts[text]
+
+    def _count(self, text: str) -> int:
         if (server := self._server()) is not None:
             from dcode.server import tokenize_via_server
 
@@ -368,11 +374,8 @@ def _repair(
     target: Target, filler: HoleFiller, policy: Policy, before: SyntaxCheck, max_attempts: int
 ) -> tuple[str, SyntaxCheck] | str:
     """(new text, its check) for the first verified candidate, else why there is none."""
-    try:
-        if reason := _too_large(target, filler):
-            return reason
-    except InputError as err:
-        return str(err)
+    if reason := _too_large(target, filler):
+        return reason
     for attempt in range(max_attempts):
         try:
             candidate = filler.candidate(target, attempt)
