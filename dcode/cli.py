@@ -41,6 +41,9 @@ BlockOpt = Annotated[Optional[int], typer.Option("--block-size", help="Denoise i
 MaxTokOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Longest the hole may grow.")]
 TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
+InstructionOpt = Annotated[Optional[str], typer.Option(
+    "--instruction", "-i", help="What the code should do. Instruct models (Dream/LLaDA family) read it in "
+    "their chat template; others as a comment above the hole (not written to the file).")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Apply without asking.")]
 DiffOpt = Annotated[bool, typer.Option("--diff", help="Print only the unified diff (for git apply).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
@@ -88,7 +91,7 @@ def _propose_command(mode: str, summary: str, target_help: str):
         model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
         threshold: ThresholdOpt = None, tokens_per_step: PerStepOpt = None, steps: StepsOpt = None,
         block_size: BlockOpt = None, max_tokens: MaxTokOpt = None, temperature: TempOpt = None,
-        seed: SeedOpt = None, no_cache: NoCacheOpt = False,
+        seed: SeedOpt = None, no_cache: NoCacheOpt = False, instruction: InstructionOpt = None,
     ) -> None:
         from dcode.commands import run_propose
 
@@ -96,7 +99,8 @@ def _propose_command(mode: str, summary: str, target_help: str):
                            tokens_per_step=tokens_per_step, steps=steps, block_size=block_size,
                            max_tokens=max_tokens, temperature=temperature, seed=seed,
                            cache=False if no_cache else None)
-        run_propose(target, mode, flags, yes=yes, diff_only=diff, json_out=json_out, live=not no_live)
+        run_propose(target, mode, flags, yes=yes, diff_only=diff, json_out=json_out, live=not no_live,
+                    instruction=instruction)
 
     command.__doc__ = summary
     return app.command(mode)(command)

@@ -177,13 +177,16 @@ def interactive() -> bool:
 
 
 @user_errors
-def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool, json_out: bool, live: bool) -> None:
+def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool, json_out: bool, live: bool,
+                instruction: str | None = None) -> None:
     from dcode.edit.proposal import apply_proposal, clear_pending, save_pending
     from dcode.workflow import Request, propose
 
     settings = settings_for(flags)
     model = load(settings)
-    stream = propose(Request(spec, mode), model, settings, progress=index_progress())
+    if instruction is not None and not instruction.strip():
+        raise InputError("--instruction is empty")
+    stream = propose(Request(spec, mode, instruction), model, settings, progress=index_progress())
     quiet = diff_only or json_out
     proposal = drive(stream, model.tokenizer, settings, live and not quiet, f"{mode} {spec}")
     save_pending(proposal)
@@ -375,12 +378,12 @@ def run_bench_context(path: Path | None) -> None:
 @user_errors
 def run_ask(question: str, flags: dict, live: bool) -> None:
     """An instruction to an instruct model (Dream/LLaDA family), answered on stdout."""
-    from dcode.diffusion.engine import generate_stream
+    from dcode.diffusion.engine import generate_stream, has_chat_template
     from dcode.model.hf_tokenizers import chat_prompt_ids
 
     settings = settings_for(flags)
     model = load(settings)
-    if model.family not in ("dream", "llada"):
+    if not has_chat_template(model):
         raise InputError(f"{model.name} has no chat template; `dcode ask` needs an instruct model (--model PATH)")
     ids = chat_prompt_ids(model.tokenizer, model.family, [{"role": "user", "content": question}])
     result = drive(generate_stream(model, ids, settings.decode_options()), model.tokenizer, settings, live, "ask")

@@ -23,8 +23,8 @@ from rich.console import Console
 from dcode.errors import DcodeError, InputError
 
 COMMANDS = {
-    "fill": "fill TARGET: fill a hole (marker, line, range, stub, syntax error)",
-    "write": "write TARGET: write a function body",
+    "fill": "fill TARGET [INSTRUCTION]: fill a hole (marker, line, range, stub, syntax error)",
+    "write": "write TARGET [INSTRUCTION]: write a function body (the instruction says what it should do)",
     "refine": "refine [A-B] [--passes N]: refine the pending proposal (all weak tokens, or lines A-B)",
     "accept": "accept: apply the pending proposal",
     "reject": "reject: drop the pending proposal",
@@ -124,10 +124,11 @@ class Shell:
         from dcode.edit.proposal import save_pending
         from dcode.workflow import Request, propose
 
-        if len(args) != 1:
+        if not args:
             raise InputError(f"usage: {COMMANDS[mode]}")
+        instruction = " ".join(args[1:]) or None
         model = self.ensure_model()
-        proposal = self.run_stream(propose(Request(args[0], mode), model, self.settings), f"{mode} {args[0]}")
+        proposal = self.run_stream(propose(Request(args[0], mode, instruction), model, self.settings), f"{mode} {args[0]}")
         if proposal is not None:
             save_pending(proposal)
             self.review(proposal)

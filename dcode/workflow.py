@@ -11,7 +11,7 @@ from pathlib import Path
 from dcode.context.gather import ContextResult, gather_context
 from dcode.context.index import RepoIndex, find_repo_root
 from dcode.context.languages import Language
-from dcode.diffusion.engine import Completion, infill_stream, refine_stream
+from dcode.diffusion.engine import Completion, has_chat_template, infill_stream, refine_stream
 from dcode.diffusion.sampler import HoleState
 from dcode.edit.files import content_hash
 from dcode.edit.proposal import Proposal
@@ -34,6 +34,7 @@ class Request:
 
     spec: str
     mode: str = "fill"  # "fill" or "write"
+    instruction: str | None = None  # what the code should do, in the user's words
 
 
 def resolve(request: Request) -> Target:
@@ -93,7 +94,8 @@ def propose(
     for attempt in range(FILL_ATTEMPTS):
         overrides = {} if attempt == 0 else {"seed": settings.seed + attempt, "temperature": max(settings.temperature, 0.8)}
         try:
-            for item in propose_target(target, request.mode, model, settings, progress, **overrides):
+            stream = propose_target(target, request.mode, model, settings, progress, request.instruction, **overrides)
+            for item in stream:
                 if isinstance(item, Proposal):
                     proposal = item
                 else:
@@ -138,6 +140,7 @@ def propose_target(
     model: LoadedModel,
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
+    instruction: str | None = None,
     **option_overrides,
 ) -> Iterator[HoleState | Proposal]:
     """`propose` for an already resolved target (the hook gets them from `find_holes`)."""
@@ -150,7 +153,10 @@ def propose_target(
     context = [(c.path, c.text) for c in ctx.chunks]
     notes = list(ctx.notes) + (["context was truncated to fit the budget"] if ctx.truncated else [])
     # ctx.prefix / ctx.suffix are the file's own text around the hole, cut to the budget.
-    for item in infill_stream(model, ctx.prefix, ctx.suffix, path=path, context=context, options=options):
+    prefix, chat_instruction = instructed(target, ctx.prefix, instruction, model)
+    stream = infill_stream(model, prefix, ctx.suffix, path=path, context=context, options=options,
+                           instruction=chat_instruction)
+    for item in stream:
         if isinstance(item, HoleState):
             yield item
             continue
@@ -160,13 +166,33 @@ def propose_target(
                 path=target.path.resolve(), root=root, rel_path=path,
                 file_hash=content_hash(target.text.encode("utf-8")), start=target.start, end=target.end,
                 kind=target.kind, model=model.name, token_ids=[], confidences=[], fill="",
-                context=context, notes=notes + ([note] if note else []),
+                context=context, notes=notes + ([note] if note else []), instruction=instruction,
             ),
             item,
             first=True,
         )
         proposal.problem = outside
         yield proposal
+
+
+def instructed(target: Target, prefix: str, instruction: str | None, model: LoadedModel) -> tuple[str, str | None]:
+    """(prefix, instruction for the engine's chat framing): a model with a chat template reads the
+    instruction in a user turn; any other model sees it as a comment on its own line just above
+    the hole's line, which is how code states what comes next (the comment is not written)."""
+    if instruction is None or has_chat_template(model):
+        return prefix, instruction
+    line_start = prefix.rfind("\n") + 1
+    line = target.text[target.text.rfind("\n", 0, target.start) + 1 :]
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    lang = target.language
+    if lang.line_comments:
+        comment = "".join(f"{indent}{lang.line_comments[0]} {text}\n" for text in instruction.strip().splitlines())
+    elif lang.block_comments:
+        opener, closer = lang.block_comments[0]
+        comment = f"{indent}{opener} {instruction.strip()} {closer}\n"
+    else:
+        comment = f"{indent}{instruction.strip()}\n"
+    return prefix[:line_start] + comment + prefix[line_start:], None
 
 
 def fit_to_scope(target: Target, result: Completion, tokenizer) -> tuple[Completion, str | None, str | None]:
@@ -206,9 +232,10 @@ def refine(
     target = replace(target_in_text(proposal.path, text, proposal.start), end=proposal.end, kind=proposal.kind)
     options = settings.decode_options(seed=settings.seed + proposal.passes,
                                       min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens))
+    prefix, chat_instruction = instructed(target, proposal.prefix(text), proposal.instruction, model)
     stream = refine_stream(
-        model, proposal.prefix(text), proposal.suffix(text), proposal.completion(),
-        remask=remask, lines=lines, path=proposal.rel_path, context=proposal.context, options=options,
+        model, prefix, proposal.suffix(text), proposal.completion(), remask=remask, lines=lines,
+        path=proposal.rel_path, context=proposal.context, options=options, instruction=chat_instruction,
     )
     for item in stream:
         if isinstance(item, HoleState):

@@ -121,10 +121,13 @@ def emitting(scripted) -> Callable[[str], LoadedModel]:
     """A model that writes `text` into whatever hole it is given, then pads: the hole starts at
     the first mask of the canvas (every slot is committed in the first pass)."""
 
-    def make(text: str) -> LoadedModel:
+    def make(text: str, canvases: list[Tensor] | None = None) -> LoadedModel:
+        """`canvases`, when given, collects every canvas the model is asked about."""
         tok = None
 
         def rule(position, canvas):
+            if canvases is not None:
+                canvases.append(canvas.clone())
             masks = (canvas == tok.mask_id).nonzero()
             offset = position - int(masks[0]) if len(masks) else -1
             return (ids[offset], 0.99) if 0 <= offset < len(ids) else (tok.pad_id, 0.99)

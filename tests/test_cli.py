@@ -119,6 +119,20 @@ def test_write_regenerates_a_function_body(repo):
     assert 'def describe(p):\n    return f"point at {p}"\n' in text
 
 
+def test_write_with_an_instruction_keeps_it_for_refine(repo):
+    before = (repo / "geo.py").read_bytes()
+    result = invoke("write", "geo.py::area", "--instruction", "use math.pi", "--diff")
+    assert result.exit_code == 0, result.output
+    assert "use math.pi" not in result.stdout  # the instruction steers the model; it is not written
+    pending = json.loads((repo / ".git" / "dcode" / "pending.json").read_text())
+    assert pending["instruction"] == "use math.pi"
+    assert invoke("refine", "--diff").exit_code == 0
+    assert json.loads((repo / ".git" / "dcode" / "pending.json").read_text())["instruction"] == "use math.pi"
+    assert (repo / "geo.py").read_bytes() == before
+    result = invoke("write", "geo.py::area", "-i", "  ")
+    assert result.exit_code == 2 and "--instruction is empty" in result.stderr
+
+
 def test_refine_changes_only_the_pending_region(repo):
     assert invoke("fill", "geo.py:16", "--diff").exit_code == 0  # the `return f"..."` line
     pending = json.loads((repo / ".git" / "dcode" / "pending.json").read_text())

@@ -6,6 +6,7 @@ upstream modeling code); see tests/fixtures/README.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -18,7 +19,9 @@ from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 
 import dcode
-from dcode.errors import ModelError
+from dcode.diffusion.engine import build_prompt, infill
+from dcode.diffusion.sampler import DecodeOptions
+from dcode.errors import InputError, ModelError
 from dcode.model.checkpoint import quantize_rowwise
 from dcode.model.foreign import Int8Embedding, Int8Linear, check_memory, describe_model, foreign_config, load_foreign
 from dcode.model.hf_tokenizers import QWEN2_PATTERN, ForeignTokenizer, MissingTokenizer, chat_prompt_ids, special_ids
@@ -305,18 +308,28 @@ def test_dream_chat_template(dream_dir):
     assert tok.decode(ids, skip_special=False) == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
 
 
-def test_llada_tokenizer_json_ids_and_chat_template(tmp_path):
-    d = copy_fixture(LLADA, tmp_path / "llada-tok")
+LLADA_SPECIALS = ["<|startoftext|>", "<|endoftext|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+                  "<|mdm_mask|>"]
+
+
+@pytest.fixture(scope="module")
+def llada_dir(tmp_path_factory) -> Path:
+    """llada-tiny weights + a small tokenizer.json with LLaDA's special tokens."""
+    d = copy_fixture(LLADA, tmp_path_factory.mktemp("tok") / "llada-tok")
     hf = _train_bpe(400)
-    specials = ["<|startoftext|>", "<|endoftext|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|mdm_mask|>"]
-    hf.add_special_tokens(specials)
+    hf.add_special_tokens(LLADA_SPECIALS)
     hf.save(str(d / "tokenizer.json"))
-    sid = {t: hf.token_to_id(t) for t in specials}
+    sid = {t: hf.token_to_id(t) for t in LLADA_SPECIALS}
     (d / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>"}))
     raw = raw_config(d)
     raw.update(mask_token_id=sid["<|mdm_mask|>"], eos_token_id=sid["<|endoftext|>"], pad_token_id=sid["<|endoftext|>"])
     (d / "config.json").write_text(json.dumps(raw))
-    tok = load_model(d, device="cpu").tokenizer
+    return d
+
+
+def test_llada_tokenizer_json_ids_and_chat_template(llada_dir):
+    tok = load_model(llada_dir, device="cpu").tokenizer
+    sid = {t: tok.token_id(t) for t in LLADA_SPECIALS}
     assert (tok.mask_id, tok.eos_id, tok.bos_id) == (sid["<|mdm_mask|>"], sid["<|endoftext|>"], sid["<|startoftext|>"])
     assert sid["<|eot_id|>"] in tok.stop_ids
     assert tok.expand_id is None
@@ -417,3 +430,33 @@ def test_int8_weights_compute_the_dequantized_model(fixture):
     # And it stays a usable approximation of the original model.
     agree = (q8.net(ids)[0].argmax(-1) == torch.tensor(exp["argmax"])).float().mean()
     assert agree >= 0.8
+
+
+@pytest.mark.parametrize("family, turn_end", [("dream", "<|im_end|>"), ("llada", "<|eot_id|>")])
+def test_an_instructed_fill_is_a_code_block_in_the_assistant_turn(family, turn_end, request):
+    model = load_model(request.getfixturevalue(f"{family}_dir"), device="cpu")
+    model.config = dataclasses.replace(model.config, max_seq_len=512)  # the fixtures' 128 holds no chat turn
+    tok = model.tokenizer
+
+    def prompt_for(context, reserve=16):
+        return build_prompt(model, "def f(x):\n", "\n", path="m.py", context=context, reserve=reserve,
+                            instruction="double x")
+
+    prompt = prompt_for([("util.py", "X = 1\n")])
+    before, after = tok.decode(prompt.before), tok.decode(prompt.after)
+    assert "double x" in before and "util.py" in before and "X = 1" in before
+    assert before.endswith("```\ndef f(x):\n") and before.rindex("assistant") < before.rindex("```")
+    assert after.startswith("\n\n```") and prompt.after[-1] == tok.token_id(turn_end)
+    # Short of room, the context file goes first; the instruction and the code around the hole stay.
+    bare = prompt_for([])
+    tight = prompt_for([("util.py", "X = 1\n")], reserve=model.config.max_seq_len - len(bare.before) - len(bare.after))
+    assert "util.py" not in tok.decode(tight.before) and "double x" in tok.decode(tight.before)
+    assert tight.after == bare.after
+    # The sampler runs on that canvas like on any other (random weights: only the shape is checked).
+    result = infill(model, "def f(x):\n", "\n", instruction="double x", options=DecodeOptions(max_tokens=8))
+    assert len(result.token_ids) <= 8 and not set(result.token_ids) & tok.stop_ids
+
+
+def test_an_instruction_needs_a_chat_template(tiny_model):
+    with pytest.raises(InputError, match="no chat template"):
+        build_prompt(tiny_model, "a", "b", instruction="x")

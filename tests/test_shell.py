@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 
 from prompt_toolkit.document import Document
@@ -68,3 +69,11 @@ def test_completion_of_commands_and_symbols(tmp_path, monkeypatch, shipped_model
         assert "fill" in words("fi") and "refine" in words("re")
         assert "greet" in words("write hello.py::gr")
         assert "lo.py" in words("fill hel")  # PathCompleter completes the rest of the name
+
+
+def test_words_after_the_target_are_the_instruction(tmp_path, monkeypatch, shipped_model):
+    root = make_repo(tmp_path, monkeypatch, shipped_model)
+    log = run_session('write hello.py::greet "say hello" politely\rk' "exit\r", shipped_model)
+    assert "kept pending" in log
+    pending = json.loads((root / ".git" / "dcode" / "pending.json").read_text())
+    assert pending["instruction"] == "say hello politely" and pending["kind"] == "symbol"

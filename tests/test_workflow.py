@@ -67,3 +67,14 @@ def test_refine_keeps_the_fill_inside_its_function(stats_file, emitting):
     assert refined.fill == "    return 0\n" and refined.problem is None and refined.parses
     assert any("past the end of mean" in note for note in refined.notes)
     assert not any("past the end" in note for note in proposal.notes)  # the earlier proposal is unchanged
+
+
+def test_an_instruction_reaches_a_base_model_as_a_comment_above_the_hole(stats_file, emitting):
+    canvases: list = []
+    model = emitting(BODY, canvases)
+    items = list(propose(Request(str(stats_file), "fill", "use the built-in sum"), model, Settings(max_tokens=48)))
+    proposal = items[-1]
+    seen = model.tokenizer.decode(canvases[0].tolist())
+    assert '    """Mean."""\n    # use the built-in sum\n' in seen  # just above the hole, at its indent
+    assert proposal.instruction == "use the built-in sum"
+    assert proposal.new_text(STUB) == STUB.replace("    # dcode: fill\n", BODY)  # the comment is not written

@@ -58,32 +58,72 @@ def build_prompt(
     path: str | None = None,
     context: Sequence[tuple[str, str]] = (),
     reserve: int = 0,
+    instruction: str | None = None,
 ) -> Prompt:
     """Token ids before and after the hole, cut to fit the model's context length.
 
     `reserve` tokens are kept free for the hole. When it does not fit, whole context files go
     first (the last ones, which the context ranking put last), then the far ends of the prefix
-    and suffix.
+    and suffix. An `instruction` needs a model with a chat template (see `has_chat_template`).
     """
     tok = model.tokenizer
     budget = model.config.max_seq_len - reserve
     if budget <= 0:
         raise InputError(f"the hole ({reserve} tokens) does not fit the model's context of {model.config.max_seq_len}")
+    if instruction is not None:
+        return _chat_prompt(model, prefix, suffix, path, context, budget, instruction)
     head = [tok.bos_id] if tok.bos_id is not None else []
     file_ids = tok.encode_file_header(path or "untitled") + tok.encode(prefix)
     after = tok.encode(suffix) + [tok.eos_id]
     ctx = [tok.encode_file_header(p) + tok.encode(text) for p, text in context]
     while ctx and len(head) + sum(map(len, ctx)) + len(file_ids) + len(after) > budget:
         ctx.pop()
-    room = budget - len(head) - sum(map(len, ctx))
-    if len(file_ids) + len(after) > room:
-        # Keep the text nearest the hole: at most half the room for each side, the rest to
-        # whichever side needs it.
-        keep_after = min(len(after), max(room // 2, room - len(file_ids)))
-        keep_before = room - keep_after
-        file_ids = file_ids[len(file_ids) - keep_before :] if keep_before > 0 else []
-        after = after[:keep_after] if keep_after > 0 else []
+    file_ids, after = _keep_near_hole(file_ids, after, budget - len(head) - sum(map(len, ctx)))
     return Prompt(head + [i for c in ctx for i in c] + file_ids, after)
+
+
+def _keep_near_hole(before: list[int], after: list[int], room: int) -> tuple[list[int], list[int]]:
+    """Cut the far ends so both sides fit `room`: at most half the room for each side, the rest
+    to whichever side needs it."""
+    if len(before) + len(after) <= room:
+        return before, after
+    keep_after = min(len(after), max(room // 2, room - len(before)))
+    keep_before = room - keep_after
+    return (before[len(before) - keep_before :] if keep_before > 0 else []), (after[:keep_after] if keep_after > 0 else [])
+
+
+def has_chat_template(model: LoadedModel) -> bool:
+    return model.family in ("dream", "llada")
+
+
+def instruction_message(instruction: str, path: str | None, context: Sequence[tuple[str, str]]) -> str:
+    """The user turn of an instructed fill: the instruction, then the project files as context."""
+    parts = [instruction.strip(), f"Reply with the whole of {path or 'the file'} in one code block."]
+    parts += [f"{p} (another file of the project):\n```\n{text.rstrip()}\n```" for p, text in context]
+    return "\n\n".join(parts)
+
+
+def _chat_prompt(
+    model: LoadedModel, prefix: str, suffix: str, path: str | None, context: Sequence[tuple[str, str]], budget: int,
+    instruction: str,
+) -> Prompt:
+    from dcode.model.hf_tokenizers import chat_infill_frame
+
+    if not has_chat_template(model):
+        raise InputError(f"{model.name} has no chat template, so it cannot take an instruction this way")
+    tok = model.tokenizer
+    before, after = tok.encode(prefix), tok.encode(suffix)
+    kept = list(context)
+    while True:
+        head, tail = chat_infill_frame(tok, model.family, instruction_message(instruction, path, kept))
+        if not kept or len(head) + len(before) + len(after) + len(tail) <= budget:
+            break
+        kept.pop()
+    room = budget - len(head) - len(tail)
+    if room < 0:
+        raise InputError(f"the instruction does not fit the model's context of {model.config.max_seq_len} tokens")
+    before, after = _keep_near_hole(before, after, room)
+    return Prompt(head + before, after + tail)
 
 
 def _finish(model: LoadedModel, state: HoleState) -> Completion:
@@ -119,11 +159,13 @@ def infill_stream(
     path: str | None = None,
     context: Sequence[tuple[str, str]] = (),
     options: DecodeOptions | None = None,
+    instruction: str | None = None,
 ) -> Iterator[HoleState | Completion]:
     """Yield the hole after every pass, then the final Completion."""
     options = options or DecodeOptions()
     length = min(options.initial_tokens or DEFAULT_INFILL_TOKENS, options.max_tokens)
-    prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=options.max_tokens)
+    prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=options.max_tokens,
+                          instruction=instruction)
     if getattr(model.tokenizer, "expand_id", None) is not None:
         yield _dreamon(model, prompt, options)
         return
@@ -185,6 +227,7 @@ def refine_stream(
     path: str | None = None,
     context: Sequence[tuple[str, str]] = (),
     options: DecodeOptions | None = None,
+    instruction: str | None = None,
 ) -> Iterator[HoleState | Completion]:
     """Revise a finished draft in place, everything else fixed.
 
@@ -197,7 +240,8 @@ def refine_stream(
     ids, conf = list(draft.token_ids), list(draft.confidences)
     if not ids:
         raise InputError("nothing to refine: the proposal is empty")
-    prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=len(ids) + options.max_tokens)
+    prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=len(ids) + options.max_tokens,
+                          instruction=instruction)
     if lines is not None:
         first, last = _line_token_range(model, ids, lines)
         slack = max(8, (last - first) // 2)

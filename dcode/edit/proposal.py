@@ -35,6 +35,7 @@ class Proposal:
     passes: int = 1  # generation + refinement passes so far
     parses: bool = True  # the edited file parses (no more syntax errors than before)
     problem: str | None = None  # why it is not verified ("does not parse", ...); None when it is
+    instruction: str | None = None  # the user's instruction, which refine keeps using
     notes: list[str] = field(default_factory=list)
 
     # -- text -----------------------------------------------------------------------------

@@ -304,3 +304,14 @@ def chat_prompt_ids(
     if family == "llada":
         return _llada_chat(tokenizer, messages)
     raise ModelError(f"no chat template for model family {family!r}")
+
+
+CHAT_TURN_END = {"dream": "<|im_end|>", "llada": "<|eot_id|>"}
+
+
+def chat_infill_frame(tokenizer: ForeignTokenizer, family: str, user_message: str) -> tuple[list[int], list[int]]:
+    """(ids before the code, ids after it) for answering `user_message` with a code block whose
+    middle is the hole: the assistant's reply is the file itself, fenced, with everything but the
+    hole already written. A bidirectional model fills it seeing the instruction and both sides."""
+    head = chat_prompt_ids(tokenizer, family, [{"role": "user", "content": user_message}])
+    return head + tokenizer.encode("```\n"), tokenizer.encode("\n```") + [tokenizer.token_id(CHAT_TURN_END[family])]
