@@ -626,8 +626,9 @@ class _Handler(BaseHTTPRequestHandler):
             if len(chunk) < size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
                 raise HttpError(400, "invalid_request", "the chunked body ended early or is malformed")
             parts.append(chunk)
-        while self.rfile.readline(8192) not in (b"\r\n", b"\n", b""):  # trailer fields: ignored
-            pass
+        trailer = self.rfile.readline(8192)
+        while trailer not in (b"\r\n", b"\n", b""):  # trailer fields: read and ignored
+            trailer = self.rfile.readline(8192)
         self._body_read = True
         return b"".join(parts)
 
