@@ -250,6 +250,17 @@ def test_a_chunked_body_is_read_and_the_connection_kept(start):
     assert server.model_calls == 2
 
 
+def test_chunk_trailers_are_read_so_the_connection_stays_usable(start):
+    server = start()
+    body = json.dumps(REQUEST).encode()
+    chunked = b"%x\r\n%s\r\n0\r\nX-Checksum: 1\r\n\r\n" % (len(body), body)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"POST /infill HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked)
+        assert _read_one_reply(sock).startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert _read_one_reply(sock).startswith(b"HTTP/1.1 200")
+
+
 @pytest.mark.parametrize("body, status", [
     (b"1000\r\n", b"413"),  # one chunk already over the 256-byte limit: refused before it is read
     (b"zz\r\n", b"400"),
