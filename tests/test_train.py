@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from dcode.errors import InputError
 from dcode.model.loader import load_model
 from dcode.model.tokenizer import Tokenizer
 from dcode.train.corpus import CorpusOptions, build_corpus
@@ -126,3 +127,30 @@ def test_export_loads_as_a_model(corpus: Path, tmp_path: Path) -> None:
     assert sorted(files) == heldout and all(files[n] for n in heldout)
     ids = model.tokenizer.encode("def f():\n")
     assert model.logits(ids).shape == (1, len(ids), model.config.vocab_size)
+
+
+def final_val(run: Path) -> float:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["val_loss"] for r in records if "val_loss" in r][-1]
+
+
+def test_init_starts_from_an_exported_model_and_checks_its_tokenizer(corpus: Path, tmp_path: Path) -> None:
+    train(tiny_cfg(corpus, tmp_path / "run", max_steps=40), log=lambda s: None)
+    export_model(tmp_path / "run", corpus, tmp_path / "model", int8=False)
+    train(tiny_cfg(corpus, tmp_path / "fresh", max_steps=0), log=lambda s: None)
+    # No step taken: the validation loss is the exported model's, and its shape wins over the flags.
+    state = train(tiny_cfg(corpus, tmp_path / "tuned", max_steps=0, dim=64, init=str(tmp_path / "model")),
+                  log=lambda s: None)
+    assert state.step == 0
+    assert abs(final_val(tmp_path / "tuned") - final_val(tmp_path / "run")) < 0.05
+    assert final_val(tmp_path / "tuned") < 0.8 * final_val(tmp_path / "fresh")
+    assert json.loads((tmp_path / "tuned" / "config.json").read_text())["dim"] == 32
+
+    other = tmp_path / "other-corpus"  # same sources, a tokenizer of its own
+    build_corpus(other, CorpusOptions(roots=[corpus.parent / "site-packages"], val_fraction=0.5, vocab_size=300, workers=1),
+                 log=lambda s: None)
+    with pytest.raises(InputError, match="--tokenizer"):
+        train(tiny_cfg(other, tmp_path / "mismatch", max_steps=1, init=str(tmp_path / "model")), log=lambda s: None)
+    with pytest.raises(InputError, match="context"):
+        train(tiny_cfg(corpus, tmp_path / "long", max_steps=1, seq_len=128, init=str(tmp_path / "model")),
+              log=lambda s: None)

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from dcode.errors import InputError
 from dcode.model.config import ModelConfig
+from dcode.model.loader import LoadedModel, load_model
 from dcode.model.tokenizer import Tokenizer
 from dcode.model.transformer import Transformer
 from dcode.train.data import WindowSampler
@@ -64,6 +65,7 @@ class TrainConfig:
     device: str | None = None
     threads: int | None = None
     compile: bool | None = None  # default: on for CUDA
+    init: str | None = None  # start from this exported dcode model (fine-tuning); its shape wins
     mix: MixConfig = dataclasses.field(default_factory=MixConfig)
 
     def model_config(self, vocab_size: int, tok: Tokenizer) -> ModelConfig:
@@ -133,6 +135,20 @@ def peak_flops(device: torch.device) -> float | None:
 # ------------------------------------------------------------------------------------ checkpoints
 
 
+def starting_model(model_dir: Path, tok: Tokenizer, seq_len: int) -> LoadedModel:
+    """An exported dcode model to fine-tune: it must speak the corpus' tokenizer and hold the
+    training windows."""
+    model = load_model(model_dir, device="cpu", dtype="float32")
+    if model.family != "dcode":
+        raise InputError(f"{model_dir}: only dcode's own models can be trained further (this is {model.family})")
+    if model.tokenizer.hf.get_vocab() != tok.hf.get_vocab():
+        raise InputError(f"{model_dir}: its tokenizer is not the corpus' one; build the corpus with "
+                         f"`dcode train corpus --tokenizer {model_dir / 'tokenizer.json'}`")
+    if seq_len > model.config.max_seq_len:
+        raise InputError(f"--seq-len {seq_len} is longer than {model_dir}'s context of {model.config.max_seq_len}")
+    return model
+
+
 def save_training_checkpoint(out_dir: Path, net: Transformer, opt, cfg: TrainConfig, mcfg: ModelConfig, state: TrainState) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -188,6 +204,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainState:
     tok = Tokenizer.load(data_dir / "tokenizer.json")
     info = TokenInfo.from_tokenizer(tok)
     state = TrainState()
+    start: LoadedModel | None = None
     ckpt = load_training_checkpoint(out_dir) if resume else None
     if ckpt is not None:
         # The saved schedule/model shape wins; only the budget and step limits may be changed.
@@ -196,6 +213,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainState:
         cfg = dataclasses.replace(cfg, **{k: v for k, v in saved.items() if k not in keep and k != "mix"}, mix=MixConfig(**saved["mix"]))
         mcfg = ModelConfig.from_dict(ckpt["model_config"])
         state = TrainState(**ckpt["state"])
+    elif cfg.init:
+        start = starting_model(Path(cfg.init), tok, cfg.seq_len)
+        mcfg = start.config
+        log(f"starting from {cfg.init} (its shape: dim {mcfg.dim}, {mcfg.n_layers} layers)")
     else:
         mcfg = cfg.model_config(tok.vocab_size, tok)
     torch.manual_seed(cfg.seed)
@@ -203,6 +224,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainState:
     net.init_weights(cfg.seed)
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
+    elif start is not None:
+        net.load_state_dict(start.net.state_dict())
     net.to(device).train()
     opt = make_optimizer(net, cfg, fused=device.type == "cuda")
     if ckpt is not None:
