@@ -12,7 +12,7 @@ from dcode.errors import InputError
 from dcode.model.loader import load_model
 from dcode.model.tokenizer import Tokenizer
 from dcode.train.corpus import CorpusOptions, build_corpus
-from dcode.train.export import export_model
+from dcode.train.export import CardInputs, export_model, write_model_card
 from dcode.train.objective import MixConfig, TokenInfo, corrupt, line_starts, make_hole, masked_logits
 from dcode.train.run import TrainConfig, load_training_checkpoint, train
 
@@ -154,3 +154,18 @@ def test_init_starts_from_an_exported_model_and_checks_its_tokenizer(corpus: Pat
     with pytest.raises(InputError, match="context"):
         train(tiny_cfg(corpus, tmp_path / "long", max_steps=1, seq_len=128, init=str(tmp_path / "model")),
               log=lambda s: None)
+
+
+def test_a_fine_tuned_export_records_what_it_started_from(corpus: Path, tmp_path: Path) -> None:
+    first = train(tiny_cfg(corpus, tmp_path / "run", max_steps=4), log=lambda s: None)
+    export_model(tmp_path / "run", corpus, tmp_path / "base")
+    second = train(tiny_cfg(corpus, tmp_path / "tuned", max_steps=3, init=str(tmp_path / "base")), log=lambda s: None)
+    meta = export_model(tmp_path / "tuned", corpus, tmp_path / "tuned-model")
+    assert meta["started_from"]["model"] == "base"
+    assert meta["total"]["step"] == first.step + second.step == 7
+    assert meta["total"]["tokens_seen"] == first.tokens_seen + second.tokens_seen
+    card = write_model_card(CardInputs(tmp_path / "tuned-model", None, "eval", "train", "corpus", "export")).read_text()
+    assert f"**7 steps, {first.tokens_seen + second.tokens_seen:,} tokens seen**" in card
+    assert "4 steps" in card and "as base, then this run" in card and "(3 steps" in card
+    base_card = write_model_card(CardInputs(tmp_path / "base", None, "eval", "train", "corpus", "export")).read_text()
+    assert f"**4 steps, {first.tokens_seen:,} tokens seen**" in base_card and "this run" not in base_card

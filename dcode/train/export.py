@@ -75,8 +75,38 @@ def export_model(run_dir: Path, data_dir: Path, out_dir: Path, int8: bool = True
     if metrics.is_file():
         vals = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if '"val_loss"' in line]
         meta["val_loss_curve"] = [(v["step"], v["val_loss"]) for v in vals]
+    meta["total"] = dict(ckpt["state"])
+    if init := ckpt["train_config"].get("init"):
+        meta.update(_lineage(Path(init), ckpt["state"]))
     (out_dir / TRAINING_NAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return meta
+
+
+def _lineage(init_dir: Path, state: dict) -> dict:
+    """What a fine-tuned model started from, and its training in all (the starting model's
+    total plus this run), when the starting model recorded its own."""
+    try:
+        before = json.loads((init_dir / TRAINING_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {"started_from": {"model": init_dir.name}}
+    prior = before.get("total", before["state"])
+    total = {k: prior.get(k, 0) + state[k] for k in ("step", "tokens_seen", "elapsed_s")}
+    started = {"model": init_dir.name, "total": prior, "val_loss_curve": before.get("val_loss_curve", [])}
+    return {"started_from": started, "total": {**total, "best_val": state.get("best_val")}}
+
+
+def _training_line(meta: dict) -> str:
+    st, total, hw = meta["state"], meta.get("total", meta["state"]), meta["hardware"]
+    line = f"- **{total['step']:,} steps, {total['tokens_seen']:,} tokens seen** in {total['elapsed_s'] / 60:.1f} minutes of training"
+    started = meta.get("started_from")
+    if started is None:
+        return f"{line} on {hw}."
+    if "total" not in started:
+        return f"- Fine-tuned from {started['model']} (whose training is not recorded): {line[2:]} on {hw}."
+    prior = started["total"]
+    return (f"{line} in all: {prior['step']:,} steps / {prior['tokens_seen']:,} tokens / "
+            f"{prior['elapsed_s'] / 60:.1f} minutes as {started['model']}, then this run on {hw} "
+            f"({st['step']:,} steps, {st['tokens_seen']:,} tokens, {st['elapsed_s'] / 60:.1f} minutes).")
 
 
 @dataclass
@@ -126,8 +156,8 @@ the evaluation below says what it can and cannot do.
   See `dcode/train/objective.py` for why.
 - AdamW (betas 0.9/0.95, weight decay {tc['weight_decay']}), peak LR {tc['lr']}, {tc['warmup_steps']} warmup steps then cosine to
   {tc['min_lr_ratio']}x over the time budget, gradient clipping {tc['grad_clip']}, batch {tc['batch_size']} x {tc['seq_len']} tokens.
-- **{st['step']:,} steps, {st['tokens_seen']:,} tokens seen** in {st['elapsed_s'] / 60:.1f} minutes of training on {meta['hardware']}.
-- Validation loss (ELBO per position, held-out packages) by step: {curve or 'n/a'}.
+{_training_line(meta)}
+- Validation loss (ELBO per position, held-out packages) by step{' of the last run' if 'started_from' in meta else ''}: {curve or 'n/a'}.
 {inputs.notes}
 
 Commands:
