@@ -152,3 +152,13 @@ def test_tokenized_shards_roundtrip(site: Path, tmp_path: Path) -> None:
     a = np.concatenate([ids for ids, _ in load_split(out1, "train")])
     b = np.concatenate([ids for ids, _ in load_split(out2, "train")])
     assert np.array_equal(a, b)
+
+
+def test_a_package_installed_in_two_roots_is_found_once(tmp_path: Path) -> None:
+    venv, system = tmp_path / "venv-site", tmp_path / "system-site"
+    make_dist(venv, "shared", "License: MIT", {"shared/__init__.py": "A = 1\n"})
+    make_dist(system, "shared", "License: MIT", {"shared/__init__.py": "A = 2\n", "shared/old.py": "B = 1\n"})
+    make_dist(system, "other", "License: MIT", {"other/__init__.py": "C = 1\n"})
+    packages = discover_packages([venv, system])
+    assert sorted(p.name for p in packages) == ["other", "shared"]
+    assert [len(p.files) for p in packages if p.name == "shared"] == [1]  # the first root's copy

@@ -160,6 +160,9 @@ def test_a_fine_tuned_export_records_what_it_started_from(corpus: Path, tmp_path
     first = train(tiny_cfg(corpus, tmp_path / "run", max_steps=4), log=lambda s: None)
     export_model(tmp_path / "run", corpus, tmp_path / "base")
     second = train(tiny_cfg(corpus, tmp_path / "tuned", max_steps=3, init=str(tmp_path / "base")), log=lambda s: None)
+    # The starting model was read when training began: replacing it (shipping the new version
+    # under the same name) before the export changes nothing.
+    (tmp_path / "base" / "training.json").write_text('{"state": {"step": 999, "tokens_seen": 1, "elapsed_s": 1}}')
     meta = export_model(tmp_path / "tuned", corpus, tmp_path / "tuned-model")
     assert meta["started_from"]["model"] == "base"
     assert meta["total"]["step"] == first.step + second.step == 7
@@ -167,5 +170,6 @@ def test_a_fine_tuned_export_records_what_it_started_from(corpus: Path, tmp_path
     card = write_model_card(CardInputs(tmp_path / "tuned-model", None, "eval", "train", "corpus", "export")).read_text()
     assert f"**7 steps, {first.tokens_seen + second.tokens_seen:,} tokens seen**" in card
     assert "4 steps" in card and "as base, then this run" in card and "(3 steps" in card
+    export_model(tmp_path / "run", corpus, tmp_path / "base")
     base_card = write_model_card(CardInputs(tmp_path / "base", None, "eval", "train", "corpus", "export")).read_text()
     assert f"**4 steps, {first.tokens_seen:,} tokens seen**" in base_card and "this run" not in base_card

@@ -228,19 +228,21 @@ def _plain_packages(root: Path) -> Iterator[Package]:
 
 
 def discover_packages(roots: Sequence[Path] | None = None) -> list[Package]:
-    """Every package under `roots` (default: this Python's stdlib and site-packages)."""
-    found: list[Package] = []
+    """Every package under `roots` (default: this Python's stdlib and site-packages), once by name."""
+    found: dict[str, Package] = {}
     for root in roots or default_roots():
         root = Path(root).expanduser()
         if not root.is_dir():
             raise InputError(f"{root}: corpus source directory not found")
         if _is_stdlib_root(root):
-            found.extend(_stdlib_packages(root))
+            packages = _stdlib_packages(root)
         elif any(root.glob("*.dist-info")):
-            found.extend(_site_packages(root))
+            packages = _site_packages(root)
         else:
-            found.extend(_plain_packages(root))
-    return found
+            packages = _plain_packages(root)
+        for package in packages:
+            found.setdefault(package.name, package)  # in two roots (a venv over the system): the first wins
+    return list(found.values())
 
 
 # ------------------------------------------------------------------------------------------ files

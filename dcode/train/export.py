@@ -19,9 +19,8 @@ import torch
 from dcode.eval.tasks import HELDOUT_NAME
 from dcode.model.checkpoint import save_checkpoint, weights_size
 from dcode.model.config import ModelConfig
-from dcode.train.run import load_training_checkpoint
+from dcode.train.run import TRAINING_NAME, load_training_checkpoint
 
-TRAINING_NAME = "training.json"
 
 
 def hardware_description(threads: int | None = None) -> str:
@@ -48,7 +47,7 @@ def export_model(run_dir: Path, data_dir: Path, out_dir: Path, int8: bool = True
     shutil.copyfile(data_dir / "tokenizer.json", out_dir / "tokenizer.json")
     manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
     used = [m for m in manifest if m.get("used")]
-    heldout = sorted(m["name"] for m in used if m.get("split") == "val")
+    heldout = sorted({m["name"] for m in used if m.get("split") == "val"})
     files = {m["name"]: m["files"] for m in used if m.get("split") == "val"}
     (out_dir / HELDOUT_NAME).write_text(json.dumps({"packages": heldout, "files": files}, indent=1) + "\n", encoding="utf-8")
     licenses: dict[str, list[str]] = {}
@@ -75,24 +74,16 @@ def export_model(run_dir: Path, data_dir: Path, out_dir: Path, int8: bool = True
     if metrics.is_file():
         vals = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines() if '"val_loss"' in line]
         meta["val_loss_curve"] = [(v["step"], v["val_loss"]) for v in vals]
-    meta["total"] = dict(ckpt["state"])
-    if init := ckpt["train_config"].get("init"):
-        meta.update(_lineage(Path(init), ckpt["state"]))
+    state = dict(ckpt["state"])
+    started = state.pop("started_from", None)
+    meta["state"] = state
+    meta["total"] = state
+    if started is not None:
+        meta["started_from"] = started
+        if "total" in started:  # the starting model's training plus this run's
+            meta["total"] = {**state, **{k: started["total"][k] + state[k] for k in ("step", "tokens_seen", "elapsed_s")}}
     (out_dir / TRAINING_NAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     return meta
-
-
-def _lineage(init_dir: Path, state: dict) -> dict:
-    """What a fine-tuned model started from, and its training in all (the starting model's
-    total plus this run), when the starting model recorded its own."""
-    try:
-        before = json.loads((init_dir / TRAINING_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {"started_from": {"model": init_dir.name}}
-    prior = before.get("total", before["state"])
-    total = {k: prior.get(k, 0) + state[k] for k in ("step", "tokens_seen", "elapsed_s")}
-    started = {"model": init_dir.name, "total": prior, "val_loss_curve": before.get("val_loss_curve", [])}
-    return {"started_from": started, "total": {**total, "best_val": state.get("best_val")}}
 
 
 def _training_line(meta: dict) -> str:

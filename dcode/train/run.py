@@ -35,6 +35,7 @@ from dcode.train.data import WindowSampler
 from dcode.train.objective import Corrupted, MixConfig, TokenInfo, corrupt, diffusion_loss, masked_logits
 
 CKPT_NAME = "ckpt.pt"
+TRAINING_NAME = "training.json"  # what an exported model records of its training (see export.py)
 
 
 @dataclass
@@ -83,6 +84,9 @@ class TrainState:
     tokens_seen: int = 0
     elapsed_s: float = 0.0
     best_val: float | None = None
+    # With --init: the starting model's name and recorded training, read when the run starts
+    # (the model directory may be overwritten by this run's export later).
+    started_from: dict | None = None
 
 
 # ---------------------------------------------------------------------------------- schedule/opt
@@ -147,6 +151,18 @@ def starting_model(model_dir: Path, tok: Tokenizer, seq_len: int) -> LoadedModel
     if seq_len > model.config.max_seq_len:
         raise InputError(f"--seq-len {seq_len} is longer than {model_dir}'s context of {model.config.max_seq_len}")
     return model
+
+
+def prior_training(model_dir: Path) -> dict:
+    """The starting model's name and, when it recorded them, its training totals and val curve."""
+    try:
+        before = json.loads((model_dir / TRAINING_NAME).read_text(encoding="utf-8"))
+        total = before.get("total", before["state"])
+    except (OSError, ValueError, KeyError):
+        return {"model": model_dir.resolve().name}
+    keys = ("step", "tokens_seen", "elapsed_s")
+    return {"model": model_dir.resolve().name, "total": {k: total[k] for k in keys},
+            "val_loss_curve": before.get("val_loss_curve", [])}
 
 
 def save_training_checkpoint(out_dir: Path, net: Transformer, opt, cfg: TrainConfig, mcfg: ModelConfig, state: TrainState) -> Path:
@@ -215,6 +231,7 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainState:
         state = TrainState(**ckpt["state"])
     elif cfg.init:
         start = starting_model(Path(cfg.init), tok, cfg.seq_len)
+        state.started_from = prior_training(Path(cfg.init))
         mcfg = start.config
         log(f"starting from {cfg.init} (its shape: dim {mcfg.dim}, {mcfg.n_layers} layers)")
     else:
