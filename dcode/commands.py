@@ -182,10 +182,10 @@ def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool
     from dcode.edit.proposal import apply_proposal, clear_pending, save_pending
     from dcode.workflow import Request, propose
 
-    settings = settings_for(flags)
-    model = load(settings)
     if instruction is not None and not instruction.strip():
         raise InputError("--instruction is empty")
+    settings = settings_for(flags)
+    model = load(settings)
     stream = propose(Request(spec, mode, instruction), model, settings, progress=index_progress())
     quiet = diff_only or json_out
     proposal = drive(stream, model.tokenizer, settings, live and not quiet, f"{mode} {spec}")

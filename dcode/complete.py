@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from dcode.diffusion.engine import infill
+from dcode.diffusion.sampler import DecodeOptions
 from dcode.errors import DcodeError, InputError, ModelError
 
 MAX_REQUEST_BYTES = 4 * 2**20
@@ -47,6 +48,12 @@ NUMERIC_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "initial_tokens": ((int,), "initial_tokens"),
 }
 NON_NEGATIVE = ("n_predict", "min_tokens", "initial_tokens")
+
+
+def request_fields(options: DecodeOptions) -> dict[str, Any]:
+    """The request fields that `parse_request` turns back into these decoding options."""
+    values = {field: getattr(options, name) for field, (_, name) in NUMERIC_FIELDS.items()}
+    return {field: value for field, value in values.items() if value is not None}
 
 
 def parse_request(data: Any) -> InfillRequest:

@@ -306,24 +306,16 @@ class HoleFiller:
         return None
 
     def _server_request(self, target: Target, overrides: dict[str, Any]) -> dict[str, Any]:
-        """The /infill request that decodes as `_local_candidate` would: the hook's own schedule
-        and hole sizes, not the server's defaults; the server gathers the repository context."""
-        from dcode.workflow import MIN_FILL_TOKENS, initial_tokens
+        """The /infill request that decodes as `_local_candidate` would: the hook's own options,
+        not the server's defaults; the server gathers the repository context."""
+        from dcode.complete import request_fields
+        from dcode.workflow import fill_options
 
-        s = self.settings
-        request: dict[str, Any] = {
+        options = fill_options(target, "fill", self.settings, self.count_tokens, **overrides)
+        return {
             "input_prefix": target.text[: target.start], "input_suffix": target.text[target.end :],
-            "filename": str(target.path.resolve()), "n_predict": s.max_tokens, "top_p": s.top_p,
-            "temperature": overrides.get("temperature", s.temperature), "seed": overrides.get("seed", s.seed),
-            "min_tokens": min(MIN_FILL_TOKENS, s.max_tokens),
-            "initial_tokens": initial_tokens(target, "fill", self.count_tokens, s.max_tokens),
-            "steps": s.steps, "block_size": s.block_size,
-        }  # fmt: skip
-        if s.tokens_per_step is not None:
-            request["tokens_per_step"] = s.tokens_per_step
-        else:
-            request["threshold"] = s.threshold
-        return request
+            "filename": str(target.path.resolve()), **request_fields(options),
+        }
 
 
 def _error_code(response: dict) -> str | None:

@@ -4,6 +4,7 @@ request -> target -> context -> prompt tokens -> sampler -> proposal -> diff -> 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -12,7 +13,7 @@ from dcode.context.gather import ContextResult, gather_context
 from dcode.context.index import RepoIndex, find_repo_root
 from dcode.context.languages import Language
 from dcode.diffusion.engine import Completion, has_chat_template, infill_stream, refine_stream
-from dcode.diffusion.sampler import HoleState
+from dcode.diffusion.sampler import DecodeOptions, HoleState
 from dcode.edit.files import content_hash
 from dcode.edit.proposal import Proposal
 from dcode.edit.targets import Target, resolve_target, scope_exit, target_in_text
@@ -26,6 +27,7 @@ FUNCTION_KINDS = ("function", "method")
 # A fill or write is asked for code: its first slots may not end the hole or stay blank.
 MIN_FILL_TOKENS = 2
 FILL_ATTEMPTS = 3
+INDENT = re.compile(r"[ \t]*")
 
 
 @dataclass
@@ -77,6 +79,17 @@ def initial_tokens(target: Target, mode: str, count_tokens: Callable[[str], int]
     else:
         guess = DEFAULT_FILL_TOKENS
     return min(guess, max_tokens)
+
+
+def fill_options(
+    target: Target, mode: str, settings: Settings, count_tokens: Callable[[str], int], **overrides
+) -> DecodeOptions:
+    """Decoding options for a fill or write of `target`: the settings, the hole's first size, and
+    first slots that must hold code."""
+    return settings.decode_options(
+        initial_tokens=initial_tokens(target, mode, count_tokens, settings.max_tokens),
+        min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens), **overrides,
+    )
 
 
 def propose(
@@ -146,10 +159,7 @@ def propose_target(
     """`propose` for an already resolved target (the hook gets them from `find_holes`)."""
     root, ctx = context_for(target, model, settings, progress)
     path = rel_path(target, root)
-    options = settings.decode_options(
-        initial_tokens=initial_tokens(target, mode, lambda s: len(model.tokenizer.encode(s)), settings.max_tokens),
-        min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens), **option_overrides,
-    )
+    options = fill_options(target, mode, settings, lambda s: len(model.tokenizer.encode(s)), **option_overrides)
     context = [(c.path, c.text) for c in ctx.chunks]
     notes = list(ctx.notes) + (["context was truncated to fit the budget"] if ctx.truncated else [])
     # ctx.prefix / ctx.suffix are the file's own text around the hole, cut to the budget.
@@ -182,8 +192,7 @@ def instructed(target: Target, prefix: str, instruction: str | None, model: Load
     if instruction is None or has_chat_template(model):
         return prefix, instruction
     line_start = prefix.rfind("\n") + 1
-    line = target.text[target.text.rfind("\n", 0, target.start) + 1 :]
-    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    indent = INDENT.match(target.text, target.text.rfind("\n", 0, target.start) + 1).group()
     lang = target.language
     if lang.line_comments:
         comment = "".join(f"{indent}{lang.line_comments[0]} {text}\n" for text in instruction.strip().splitlines())

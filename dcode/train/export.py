@@ -22,7 +22,6 @@ from dcode.model.config import ModelConfig
 from dcode.train.run import TRAINING_NAME, load_training_checkpoint
 
 
-
 def hardware_description(threads: int | None = None) -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
