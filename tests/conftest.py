@@ -84,7 +84,7 @@ class ScriptedNet(nn.Module):
         self.calls: list[int] = []  # number of positions computed per call
         self.full_tokens: Tensor | None = None
 
-    def forward(self, tokens, positions=None, cache=None, key_mask=None, return_cache=False):
+    def forward(self, tokens, positions=None, cache=None, key_mask=None, return_cache=False, causal_until=None):
         B, T = tokens.shape
         if positions is None:
             positions = torch.arange(T)
@@ -102,7 +102,7 @@ class ScriptedNet(nn.Module):
             logits[:, j, tok] = torch.log(torch.tensor(conf))
         if return_cache:
             empty = torch.zeros(B, 1, T, 1)
-            return logits, KVCache([empty], [empty])
+            return logits, KVCache([empty], [empty], torch.arange(T)[None])
         return logits
 
 

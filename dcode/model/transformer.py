@@ -20,21 +20,44 @@ from dcode.model.config import ModelConfig
 
 @dataclass
 class KVCache:
-    """Per-layer post-RoPE keys and values, each [B, n_kv_heads, S, head_dim]."""
+    """Per-layer post-RoPE keys and values, each [B, n_kv_heads, S, head_dim], and the absolute
+    positions [B, S] they were computed at (the attention layout of a causal context needs them)."""
 
     keys: list[Tensor]
     values: list[Tensor]
+    positions: Tensor
 
     @property
     def length(self) -> int:
         return self.keys[0].shape[2] if self.keys else 0
 
     def select(self, index: Tensor) -> "KVCache":
-        """Keep only the positions in `index` (1-D, positions along S)."""
+        """Keep only the positions in `index` (1-D, indices along S)."""
         return KVCache(
             [k.index_select(2, index) for k in self.keys],
             [v.index_select(2, index) for v in self.values],
+            self.positions.index_select(1, index),
         )
+
+
+def attention_mask(
+    query_positions: Tensor, key_positions: Tensor, causal_until: int | Tensor | None, key_mask: Tensor | None
+) -> Tensor | None:
+    """Boolean [B, 1, Tq, S] mask (True = may attend), or None when every query sees every key.
+
+    causal_until: positions before it form a causal context (each attends to itself and what
+        precedes it, as an autoregressive model was trained); positions from it on (the hole)
+        attend to every key. An int, or [B] for a batch of different contexts.
+    key_mask: [B, S] bool, False = padding never attended to.
+    """
+    mask = None
+    if causal_until is not None:
+        until = torch.as_tensor(causal_until, device=query_positions.device).reshape(-1, 1, 1)
+        q, k = query_positions[:, :, None], key_positions[:, None, :]
+        mask = (k <= q) | (q >= until)
+    if key_mask is not None:
+        mask = key_mask[:, None, :] if mask is None else mask & key_mask[:, None, :]
+    return None if mask is None else mask[:, None]
 
 
 class RMSNorm(nn.Module):
@@ -175,6 +198,7 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         key_mask: Tensor | None = None,
         return_cache: bool = False,
+        causal_until: int | Tensor | None = None,
     ) -> Tensor | tuple[Tensor, KVCache]:
         """Logits [B, T, V] for `tokens` [B, T] (raw rows: row i is the output at position i).
 
@@ -183,6 +207,8 @@ class Transformer(nn.Module):
         cache: keys/values of the fixed positions, attended to but not recomputed.
         key_mask: [B, S] bool over keys (cache positions first, then `tokens`); False = padding.
         return_cache: also return the keys/values of `tokens` as a KVCache.
+        causal_until: positions before it attend causally, the rest to everything (see
+            `attention_mask`); `len(tokens)` gives a plain causal language model.
         """
         B, T = tokens.shape
         if positions is None:
@@ -191,7 +217,8 @@ class Transformer(nn.Module):
             positions = positions.expand(B, T)
         x = self.embed(tokens)
         cos, sin = self.rope(positions, x.dtype)
-        attn_mask = key_mask[:, None, None, :] if key_mask is not None else None
+        key_positions = positions if cache is None else torch.cat([cache.positions.expand(B, -1), positions], dim=1)
+        attn_mask = attention_mask(positions, key_positions, causal_until, key_mask)
         keys: list[Tensor] = []
         values: list[Tensor] = []
         for i, block in enumerate(self.blocks):
@@ -202,5 +229,5 @@ class Transformer(nn.Module):
                 values.append(v)
         logits = self.head(self.norm(x))
         if return_cache:
-            return logits, KVCache(keys, values)
+            return logits, KVCache(keys, values, positions)
         return logits
