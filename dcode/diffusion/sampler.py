@@ -118,9 +118,12 @@ class Canvas:
 class LogitSource:
     """Aligned logits for chosen positions, through a per-block KV cache when enabled."""
 
-    def __init__(self, model: LoadedModel, use_cache: bool) -> None:
+    def __init__(self, model: LoadedModel, use_cache: bool, causal_until: int | None = None) -> None:
         self.model = model
         self.use_cache = use_cache
+        # A causal-context model (see ModelConfig.causal_context) reads everything before the
+        # hole causally.
+        self.causal_until = causal_until
         self.shift = model.config.logit_shift
         self.cache: KVCache | None = None
         self.query: Tensor | None = None  # canvas positions recomputed while the cache is valid
@@ -129,6 +132,18 @@ class LogitSource:
     def invalidate(self) -> None:
         self.cache = None
         self.query = None
+
+    def _causal_context(self, tokens: Tensor, wanted: Tensor) -> Tensor:
+        """A causal-context model: the context's keys/values come from the model's prefix cache
+        (exact, shared across requests); every pass recomputes all positions from the hole on,
+        which attend to the context and to each other. No approximation."""
+        hs = self.causal_until
+        context, last_row = self.model.prefix_cache.read(self.model.net, tokens[:hs])
+        positions = torch.arange(hs, tokens.shape[0], device=tokens.device)
+        raw = self.model.net(tokens[hs:][None], positions=positions, cache=context, causal_until=hs)[0]
+        # Row r of `rows` is the output at position hs - shift + r.
+        rows = torch.cat([last_row[None], raw]) if self.shift else raw
+        return rows[wanted - self.shift - (hs - self.shift)].float()
 
     @torch.inference_mode()
     def __call__(self, tokens: Tensor, block: Tensor, wanted: Tensor) -> Tensor:
@@ -140,19 +155,22 @@ class LogitSource:
         self.forward_passes += 1
         net = self.model.net
         T = tokens.shape[0]
+        until = self.causal_until
+        if until is not None and self.use_cache and until > 0 and self.shift in (0, 1):
+            return self._causal_context(tokens, wanted)
         if not self.use_cache:
-            raw = net(tokens[None])[0]
+            raw = net(tokens[None], causal_until=until)[0]
             return raw[wanted - self.shift].float()
         if self.cache is None:
             query = torch.unique(torch.cat([block, (block - self.shift).clamp(min=0)]))
             fixed = torch.ones(T, dtype=torch.bool, device=tokens.device)
             fixed[query] = False
-            raw, kv = net(tokens[None], return_cache=True)
+            raw, kv = net(tokens[None], return_cache=True, causal_until=until)
             self.cache = kv.select(fixed.nonzero().squeeze(1))
             self.query = query
             return raw[0, wanted - self.shift].float()
         assert self.query is not None
-        raw = net(tokens[self.query][None], positions=self.query, cache=self.cache)[0]
+        raw = net(tokens[self.query][None], positions=self.query, cache=self.cache, causal_until=until)[0]
         rows = torch.searchsorted(self.query, wanted - self.shift)
         return raw[rows].float()
 
@@ -186,6 +204,19 @@ def require_code(logits: Tensor, slot: Tensor, min_tokens: int, end_ids: Tensor,
     if len(later) and tok.whitespace_ids:
         blank = torch.tensor(tok.whitespace_ids, device=logits.device)
         logits[later[:, None], blank] = float("-inf")
+    return logits
+
+
+def constrain_first(logits: Tensor, slot: Tensor, allowed: Tensor) -> Tensor:
+    """The hole's first slot may only take `allowed` ids (token healing: a token that re-covers
+    the text backed off the prefix)."""
+    first = (slot == 0).nonzero().squeeze(1)
+    if not len(first):
+        return logits
+    keep = torch.full((logits.shape[1],), float("-inf"), device=logits.device)
+    keep[allowed] = 0.0
+    logits = logits.clone()
+    logits[first] += keep
     return logits
 
 
@@ -223,12 +254,14 @@ def denoise(
     *,
     grow: bool = True,
     end_fills_rest: bool = True,
+    first_allowed: list[int] | None = None,
 ) -> Iterator[HoleState]:
     """Denoise every editable masked slot of `canvas`, yielding the hole after each pass.
 
     grow: when the hole is full and holds no end token, append masks (up to max_tokens).
     end_fills_rest: once an end token (pad/eos/stop) is committed, the masked slots after it in
         the hole become pad: the hole has ended there (DreamOn's pad-to-right).
+    first_allowed: the only ids the hole's first slot may take (token healing), None = any.
     """
     tok = model.tokenizer
     mask_id = tok.mask_id
@@ -237,7 +270,8 @@ def denoise(
     if tok.bos_id is not None and tok.bos_id not in tok.stop_ids:
         banned.append(tok.bos_id)
     gen = torch.Generator(device=canvas.tokens.device).manual_seed(options.seed)
-    source = LogitSource(model, options.use_cache)
+    source = LogitSource(model, options.use_cache, canvas.hole_start if model.config.causal_context else None)
+    allowed = torch.tensor(first_allowed, device=canvas.tokens.device) if first_allowed else None
     stats = DecodeStats()
     start_time = time.perf_counter()
     block_key: tuple[int, int] | None = None
@@ -267,6 +301,8 @@ def denoise(
         logits = source(canvas.tokens, block, wanted)
         if options.min_tokens:
             logits = require_code(logits, wanted - canvas.hole_start, options.min_tokens, end_ids, tok)
+        if allowed is not None:
+            logits = constrain_first(logits, wanted - canvas.hole_start, allowed)
         cand_tok, cand_conf = propose(logits, options, banned, gen)
         if deadline_hit:
             n = len(wanted)

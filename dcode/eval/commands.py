@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from dcode.eval.harness import Report, evaluate, model_predictor, render_table, summarize
+from dcode.eval.harness import Report, evaluate, ltr_predictor, model_predictor, render_table, summarize
 from dcode.eval.tasks import InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks
 
 SINGLE_MAX_TOKENS = 64
@@ -40,25 +40,43 @@ def run_eval(
     device: str | None = None,
     functional: bool = True,
     on_result=None,
+    ltr: bool = False,
 ) -> Report:
     """Load the model, build `limit` single-line, `limit` multi-line and up to `limit` functional
-    tasks (fixed seed), run the engine on each and score them."""
+    tasks (fixed seed), run the engine on each and score them. `ltr`: score the model's
+    pretrained base instead, decoded left to right with token healing (the floor to beat)."""
     from dcode.model.loader import load_model
 
-    model = load_model(model_path, device=device)
+    model = _ltr_base(model_path, device) if ltr else load_model(model_path, device=device)
     spec = heldout_spec(data_dir, model.path)
     tasks = holdout_tasks(heldout_files(spec), limit, limit, seed=seed)
     fdir = functional_dir or default_functional_dir()
     if functional and fdir is not None:
         tasks += functional_tasks(fdir, n=limit, seed=seed)
-    predict = model_predictor(model, decode_options_for(threshold, tokens_per_step, seed))
+    options_for = decode_options_for(threshold, tokens_per_step, seed)
+    if ltr:
+        predict = ltr_predictor(model, lambda task: options_for(task).max_tokens)
+    else:
+        predict = model_predictor(model, options_for)
     start = time.perf_counter()
     results = evaluate(tasks, predict, on_result)
-    settings = {"limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
+    settings = {"decoding": "left-to-right base, token healing" if ltr else "diffusion", "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
                 "tokens_per_step": tokens_per_step, "device": str(model.device), "heldout_packages": sorted(spec),
                 "functional_dir": str(fdir) if functional and fdir else None, "total_wall_s": round(time.perf_counter() - start, 2),
                 "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None}
-    return Report(model.name, settings, summarize(results), results)
+    return Report(model.name + (" base (left to right)" if ltr else ""), settings, summarize(results), results)
+
+
+def _ltr_base(model_path: str | None, device: str | None):
+    """The pretrained base of an adapted model (dcode-small), without its adapter."""
+    from dcode.errors import InputError
+    from dcode.model.adapted import is_adapted, load_adapted
+    from dcode.model.loader import resolve_model_dir
+
+    model_dir = resolve_model_dir(model_path)
+    if not is_adapted(model_dir):
+        raise InputError(f"--ltr scores a pretrained base; {model_dir.name} has none (try --model dcode-small)")
+    return load_adapted(model_dir, device=device, adapter=False)
 
 
 def eval_command(
@@ -72,12 +90,14 @@ def eval_command(
     no_functional: Annotated[bool, typer.Option("--no-functional", help="Skip the functional (test-running) tasks.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Seed for choosing holes and sampling.")] = 0,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    ltr: Annotated[bool, typer.Option("--ltr", help="Score the model's pretrained base left to right with token healing (the floor to beat).")] = False,
 ) -> None:
     """Score infilling on held-out packages and on functions with tests."""
     from rich.console import Console
 
     console = Console()
-    report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device, functional=not no_functional)
+    report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
+                      functional=not no_functional, ltr=ltr)
     console.print(render_table(report.summaries))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -182,6 +182,21 @@ def model_predictor(model, options_for: Callable[[InfillTask], object]) -> Predi
     return predict
 
 
+def ltr_predictor(model, max_tokens_for: Callable[[InfillTask], int]) -> Predictor:
+    """The base read left to right with token healing (`dcode.diffusion.ltr`): only the prefix,
+    a one-line hole ends at its newline, a block where the indentation drops."""
+    from dcode.diffusion.ltr import ltr_infill
+
+    def predict(task: InfillTask) -> Prediction:
+        start = time.perf_counter()
+        single = task.expected.count("\n") <= 1
+        completion = ltr_infill(model, task.prefix, max_tokens=max_tokens_for(task), single_line=single)
+        st = completion.stats
+        return Prediction(completion.text, st.forward_passes, st.tokens, time.perf_counter() - start)
+
+    return predict
+
+
 def oracle_predictor(task: InfillTask) -> Prediction:
     return Prediction(task.expected)
 

@@ -86,6 +86,16 @@ def save_checkpoint(
     model_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(model_dir / "config.json")
     tensors = _storage_tensors(state, cfg, int8, dtype)
+    meta = {"format": "pt", "dcode_storage": "int8-rowwise" if int8 else str(dtype).removeprefix("torch.")}
+    return write_shards(model_dir, tensors, meta, max_shard_bytes=max_shard_bytes)
+
+
+def write_shards(
+    model_dir: Path, tensors: dict[str, Tensor], meta: dict[str, str], *, stem: str = "model",
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+) -> list[Path]:
+    """`<stem>.safetensors`, or numbered shards + `<stem>.safetensors.index.json` when the tensors
+    exceed `max_shard_bytes`; earlier files of the same stem are removed first."""
     shards: list[dict[str, Tensor]] = [{}]
     size = 0
     for name, t in tensors.items():
@@ -95,29 +105,29 @@ def save_checkpoint(
             size = 0
         shards[-1][name] = t
         size += nbytes
-    for old in list(model_dir.glob("model*.safetensors")) + [model_dir / INDEX_NAME]:
+    for old in list(model_dir.glob(f"{stem}*.safetensors")) + [model_dir / f"{stem}.safetensors.index.json"]:
         old.unlink(missing_ok=True)
-    meta = {"format": "pt", "dcode_storage": "int8-rowwise" if int8 else str(dtype).removeprefix("torch.")}
     if len(shards) == 1:
-        path = model_dir / SINGLE_NAME
+        path = model_dir / f"{stem}.safetensors"
         save_file(shards[0], str(path), metadata=meta)
         return [path]
     paths: list[Path] = []
     weight_map: dict[str, str] = {}
     for i, shard in enumerate(shards, 1):
-        path = model_dir / f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+        path = model_dir / f"{stem}-{i:05d}-of-{len(shards):05d}.safetensors"
         save_file(shard, str(path), metadata=meta)
         paths.append(path)
         weight_map.update({name: path.name for name in shard})
     total = sum(t.numel() * t.element_size() for t in tensors.values())
     index = {"metadata": {"total_size": total, **meta}, "weight_map": weight_map}
-    (model_dir / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    (model_dir / f"{stem}.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
     return paths
 
 
-def shard_map(model_dir: Path) -> dict[str, Path]:
+def shard_map(model_dir: Path, stem: str = "model") -> dict[str, Path]:
     """tensor name -> shard file, from the index if there is one, else the single file."""
-    index_path = model_dir / INDEX_NAME
+    index_name, single_name = f"{stem}.safetensors.index.json", f"{stem}.safetensors"
+    index_path = model_dir / index_name
     if index_path.exists():
         try:
             index = json.loads(index_path.read_text(encoding="utf-8"))
@@ -127,11 +137,11 @@ def shard_map(model_dir: Path) -> dict[str, Path]:
         mapping = {name: model_dir / file for name, file in weight_map.items()}
         for path in set(mapping.values()):
             if not path.is_file():
-                raise ModelError(f"{path}: shard named in {INDEX_NAME} is missing")
+                raise ModelError(f"{path}: shard named in {index_name} is missing")
         return mapping
-    single = model_dir / SINGLE_NAME
+    single = model_dir / single_name
     if not single.is_file():
-        raise ModelError(f"{model_dir}: no {SINGLE_NAME} or {INDEX_NAME}")
+        raise ModelError(f"{model_dir}: no {single_name} or {index_name}")
     with _open(single) as f:
         return {name: single for name in f.keys()}
 

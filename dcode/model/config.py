@@ -28,6 +28,18 @@ class ModelConfig:
     logit_shift: int = 0
     # LLaDA rotates q and k in float32 whatever the model dtype (its `rope_full_precision`).
     rope_fp32: bool = False
+    # An autoregressive base adapted to diffusion (dcode-small): the context before the hole is
+    # read causally, as the base was trained, so its keys/values are exact and reusable; the
+    # hole attends to everything.
+    causal_context: bool = False
+    # "dcode": context files, then prefix + hole + suffix in file order. "fim": the suffix goes
+    # before the prefix (`<fim_suffix>` suffix `<fim_prefix>` prefix, hole last), so that the
+    # prefix runs straight into the hole as in the base's pretraining.
+    prompt_format: str = "dcode"
+    # Back off the prefix's last token and the suffix's first one, and let the hole re-cover
+    # them: a byte-level BPE that merges "\n" with the next line's indentation otherwise asks
+    # the model for token splits it never saw.
+    token_healing: bool = False
     # Token ids the sampler needs; foreign checkpoints read theirs from their own files.
     mask_id: int = 0
     pad_id: int = 1
@@ -35,6 +47,8 @@ class ModelConfig:
     family: str = "dcode"
 
     def __post_init__(self) -> None:
+        if self.prompt_format not in ("dcode", "fim"):
+            raise ModelError(f"config: unknown prompt_format {self.prompt_format!r} (dcode or fim)")
         if self.dim % self.n_heads:
             raise ModelError(f"config: dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.n_heads % self.n_kv_heads:

@@ -38,3 +38,12 @@ def resolve_dtype(name: str | None, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise ModelError(f"unknown dtype {name!r} (use auto, float32, bfloat16 or float16)")
     return DTYPES[name]
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 / AMX): there a bf16 model runs
+    about twice as fast as float32 (measured on dcode-small, 2 cores)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

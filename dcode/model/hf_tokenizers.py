@@ -167,13 +167,6 @@ class ForeignTokenizer(Tokenizer):
         self.expand_id = ids.expand
         self.source = source
 
-    def token_id(self, token: str) -> int:
-        """Id of a special token by spelling; ModelError when the vocabulary lacks it."""
-        tid = self.hf.token_to_id(token)
-        if tid is None:
-            raise ModelError(f"{self.source}: the tokenizer has no {token} token")
-        return tid
-
 
 class _NoVocabulary:
     """Stands where the `tokenizers` object would be: any use raises the ModelError."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -14,7 +14,7 @@ from dcode.model.checkpoint import load_state
 from dcode.model.config import ModelConfig, read_config_json
 from dcode.model.device import resolve_device, resolve_dtype
 from dcode.model.tokenizer import Tokenizer
-from dcode.model.transformer import Transformer
+from dcode.model.transformer import PrefixCache, Transformer
 
 DEFAULT_MODEL_NAME = "dcode-mini"
 
@@ -46,6 +46,9 @@ def resolve_model_dir(path: str | os.PathLike | None) -> Path:
         return default_model_dir()
     model_dir = Path(path).expanduser()
     if not model_dir.is_dir():
+        shipped = shipped_weights_root()
+        if shipped is not None and str(path) and "/" not in str(path) and (shipped / str(path)).is_dir():
+            return shipped / str(path)  # a shipped model by name, e.g. dcode-small
         raise ModelError(f"{model_dir}: model directory not found")
     return model_dir
 
@@ -61,6 +64,8 @@ class LoadedModel:
     dtype: torch.dtype
     path: Path | None
     family: str = "dcode"
+    # A causal-context model's last context (see PrefixCache), reused by the next request.
+    prefix_cache: PrefixCache = field(default_factory=PrefixCache)
 
     @property
     def name(self) -> str:
@@ -123,7 +128,8 @@ def load_model(
     dtype: str | None = None,
     int8: bool = False,
 ) -> LoadedModel:
-    """Load a model directory (dcode's own format, or a Dream/LLaDA Hugging Face directory).
+    """Load a model directory (dcode's own format, an adapted base such as dcode-small, or a
+    Dream/LLaDA Hugging Face directory); a shipped model may be named instead (`dcode-small`).
 
     `path=None` means $DCODE_MODEL, else the shipped default model. `int8` keeps a Dream/LLaDA
     model's matrices in int8 on the device (about half the bf16 memory, for smaller GPUs).
@@ -131,6 +137,12 @@ def load_model(
     model_dir = resolve_model_dir(path)
     config_path = model_dir / "config.json"
     raw = read_config_json(config_path)
+    if (model_dir / "base.json").is_file():
+        from dcode.model.adapted import load_adapted
+
+        if int8:
+            raise ModelError(f"{model_dir}: --int8 applies to Dream/LLaDA checkpoints")
+        return load_adapted(model_dir, device=device, dtype=dtype)
     if "model_type" in raw:
         from dcode.model.foreign import load_foreign
 

@@ -41,6 +41,8 @@ def _byte_decoder() -> dict[str, int]:
 class Tokenizer:
     """Wraps a `tokenizers.Tokenizer`; knows the ids of mask, pad, end-of-text and file-header."""
 
+    source = "tokenizer.json"  # where the vocabulary came from, for error messages
+
     def __init__(
         self,
         hf: HFTokenizer,
@@ -95,6 +97,13 @@ class Tokenizer:
     def special_ids(self) -> frozenset[int]:
         return frozenset(self.hf.get_added_tokens_decoder().keys())
 
+    def token_id(self, token: str) -> int:
+        """Id of a special token by spelling; ModelError when the vocabulary lacks it."""
+        tid = self.hf.token_to_id(token)
+        if tid is None:
+            raise ModelError(f"{self.source}: the tokenizer has no {token} token")
+        return tid
+
     def encode(self, text: str) -> list[int]:
         if not self.split_lines:
             return self.hf.encode(text, add_special_tokens=False).ids
@@ -134,6 +143,11 @@ class Tokenizer:
     def token_bytes(self, token_id: int) -> bytes:
         """The raw bytes one token stands for (empty for special tokens)."""
         return self._byte_table[token_id]
+
+    def extending(self, lead: bytes) -> list[int]:
+        """Ordinary tokens that can start a text beginning with `lead`: those that begin with
+        it, and those it begins with (token healing's choices for a hole's first slot)."""
+        return [i for i, b in enumerate(self._byte_table) if b and (b.startswith(lead) or lead.startswith(b))]
 
     def char_spans(self, ids: list[int]) -> list[tuple[int, int]]:
         """Character span of each token inside `decode(ids)`; tokens that split a multi-byte

@@ -39,6 +39,46 @@ class KVCache:
             self.positions.index_select(1, index),
         )
 
+    def extend(self, other: "KVCache") -> "KVCache":
+        """This cache followed by `other`'s positions (left-to-right decoding appends a token)."""
+        return KVCache(
+            [torch.cat([a, b], dim=2) for a, b in zip(self.keys, other.keys)],
+            [torch.cat([a, b], dim=2) for a, b in zip(self.values, other.values)],
+            torch.cat([self.positions, other.positions], dim=1),
+        )
+
+
+class PrefixCache:
+    """Keys/values of the last causal context a model read, kept between requests: a new context
+    that shares a prefix with it only computes the rest (llama.cpp's `cache_prompt`). Exact,
+    because a causal position never depends on what follows it."""
+
+    def __init__(self) -> None:
+        self.ids: Tensor | None = None
+        self.kv: KVCache | None = None
+        self.last_row: Tensor | None = None  # logits of the context's last position
+        self.reused = 0  # positions taken from the cache by the last `read`
+
+    def read(self, net: "Transformer", ids: Tensor) -> tuple[KVCache, Tensor]:
+        """(keys/values of `ids` [T], raw logits [V] of its last position)."""
+        n = len(ids)
+        keep = 0
+        if self.ids is not None:
+            m = min(len(self.ids), n)
+            same = self.ids[:m] == ids[:m]
+            keep = m if bool(same.all()) else int((~same).int().argmax())
+            if keep == n == len(self.ids):
+                self.reused = n
+                return self.kv, self.last_row
+            keep = min(keep, n - 1)  # at least one position to compute: its logits are needed
+        base = self.kv.select(torch.arange(keep, device=ids.device)) if keep else None
+        last = torch.zeros(1, n - keep, dtype=torch.bool, device=ids.device)
+        last[0, -1] = True
+        logits, new = net(ids[keep:][None], positions=torch.arange(keep, n, device=ids.device), cache=base,
+                          causal_until=n, return_cache=True, rows=last)
+        self.ids, self.kv, self.last_row, self.reused = ids.clone(), base.extend(new) if base else new, logits[-1], keep
+        return self.kv, self.last_row
+
 
 def attention_mask(
     query_positions: Tensor, key_positions: Tensor, causal_until: int | Tensor | None, key_mask: Tensor | None
@@ -199,6 +239,7 @@ class Transformer(nn.Module):
         key_mask: Tensor | None = None,
         return_cache: bool = False,
         causal_until: int | Tensor | None = None,
+        rows: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, KVCache]:
         """Logits [B, T, V] for `tokens` [B, T] (raw rows: row i is the output at position i).
 
@@ -209,6 +250,9 @@ class Transformer(nn.Module):
         return_cache: also return the keys/values of `tokens` as a KVCache.
         causal_until: positions before it attend causally, the rest to everything (see
             `attention_mask`); `len(tokens)` gives a plain causal language model.
+        rows: bool [B, T]; only these positions go through the output head, returned as [M, V]
+            in row-major order (training needs logits where the loss is taken, and the head is
+            a large share of a small model's work).
         """
         B, T = tokens.shape
         if positions is None:
@@ -227,7 +271,7 @@ class Transformer(nn.Module):
             if return_cache:
                 keys.append(k)
                 values.append(v)
-        logits = self.head(self.norm(x))
+        logits = self.head(self.norm(x if rows is None else x[rows]))
         if return_cache:
             return logits, KVCache(keys, values, positions)
         return logits

@@ -1,4 +1,4 @@
-"""`dcode train corpus | run | export`: thin Typer wrappers over corpus.py, run.py, export.py."""
+"""`dcode train corpus | run | adapt | export | card`: thin Typer wrappers over the training modules."""
 
 from __future__ import annotations
 
@@ -38,6 +38,16 @@ def run_command(ctx: typer.Context) -> None:
     """Train (masked diffusion). Options as `python -m dcode.train.run --help`: --data, --out,
     --dim, --n-layers, --seq-len, --batch-size, --lr, --minutes, --max-steps, --resume, ..."""
     from dcode.train.run import main
+
+    raise typer.Exit(main(list(ctx.args)))
+
+
+@train_app.command("adapt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def adapt_command(ctx: typer.Context) -> None:
+    """Adapt a pretrained base into a diffusion model with a LoRA (dcode-small). Options as
+    `python -m dcode.train.adapt --help`: --base, --out, --recipe a|b, --rank, --seq-len,
+    --batch-size, --lr, --minutes, --max-steps, --workers, --device, ..."""
+    from dcode.train.adapt import main
 
     raise typer.Exit(main(list(ctx.args)))
 

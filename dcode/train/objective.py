@@ -176,16 +176,6 @@ def diffusion_loss(logits: Tensor, batch: Corrupted) -> tuple[Tensor, Tensor]:
 
 
 def masked_logits(net: Transformer, inputs: Tensor, masked: Tensor) -> Tensor:
-    """Logits [M, V] of the masked positions only (`masked` bool [B, T]).
-
-    Training needs no prediction for the clean positions, and with an 8k vocabulary the output
-    head is a third of a small model's matmul work, so it runs only where the loss is taken.
-    Mirrors `Transformer.forward` without a cache.
-    """
-    B, T = inputs.shape
-    x = net.embed(inputs)
-    positions = torch.arange(T, device=inputs.device).expand(B, T)
-    cos, sin = net.rope(positions, x.dtype)
-    for block in net.blocks:
-        x, _, _ = block(x, cos, sin, None, None)
-    return net.head(net.norm(x)[masked])
+    """Logits [M, V] of the masked positions only (`masked` bool [B, T]): training needs no
+    prediction for the clean positions."""
+    return net(inputs, rows=masked)
