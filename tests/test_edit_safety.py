@@ -106,5 +106,5 @@ def test_unknown_and_mistyped_settings_are_errors(tmp_path, monkeypatch):
     (tmp_path / ".dcode.toml").write_text('seed = "abc"\n')
     with pytest.raises(InputError, match="seed must be int"):
         load_settings(tmp_path, {}, env={})
-    with pytest.raises(InputError, match="DCODE_CACHE"):
-        load_settings(None, {}, env={"DCODE_CACHE": "maybe"})
+    with pytest.raises(InputError, match="DCODE_CACHE_DIR"):
+        load_settings(None, {}, env={"DCODE_CACHE_DIR": "maybe"})

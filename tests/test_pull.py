@@ -65,7 +65,7 @@ def write_manifest(model_dir: Path, wheel: Path, **overrides) -> BaseManifest:
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "cache"
-    monkeypatch.setenv("DCODE_CACHE", str(path))
+    monkeypatch.setenv("DCODE_CACHE_DIR", str(path))
     return path
 
 
@@ -186,13 +186,13 @@ def test_shipped_dcode_small_manifest() -> None:
 
 
 def test_cache_dir_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("DCODE_CACHE", raising=False)
+    monkeypatch.delenv("DCODE_CACHE_DIR", raising=False)
     monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert base_cache_dir() == tmp_path / "home" / ".cache" / "dcode"
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert base_cache_dir() == tmp_path / "xdg" / "dcode"
-    monkeypatch.setenv("DCODE_CACHE", str(tmp_path / "mine"))
+    monkeypatch.setenv("DCODE_CACHE_DIR", str(tmp_path / "mine"))
     assert base_cache_dir() == tmp_path / "mine"
 
 

@@ -105,8 +105,8 @@ def _manifest_problem(raw: dict) -> str | None:
 
 
 def base_cache_dir() -> Path:
-    """`$DCODE_CACHE`, else `$XDG_CACHE_HOME/dcode`, else `~/.cache/dcode`."""
-    explicit = os.environ.get("DCODE_CACHE")
+    """`$DCODE_CACHE_DIR`, else `$XDG_CACHE_HOME/dcode`, else `~/.cache/dcode`."""
+    explicit = os.environ.get("DCODE_CACHE_DIR")
     if explicit:
         return Path(explicit).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
@@ -250,7 +250,7 @@ def _check_free_space(directory: Path, needed: int) -> None:
     free = shutil.disk_usage(directory).free
     if free < needed:
         raise ModelError(f"not enough free space in {directory}: need {_size(needed)}, have {_size(free)} "
-                         "(set DCODE_CACHE to put bases elsewhere)")
+                         "(set DCODE_CACHE_DIR to put bases elsewhere)")
 
 
 def _pip_download(manifest: BaseManifest, dest: Path) -> Path:

@@ -40,6 +40,7 @@ from dcode.diffusion.engine import fim_prompt
 from dcode.errors import InputError
 from dcode.model.adapted import ADDED_TOKENS, convert_base
 from dcode.model.base import BaseManifest, locate_base
+from dcode.model.device import cpu_has_fast_bf16
 from dcode.model.loader import build_model
 from dcode.model.lora import AdapterConfig, adapter_tensors, attach, save_adapter
 from dcode.model.tokenizer import Tokenizer
@@ -60,6 +61,7 @@ class AdaptConfig:
     rank: int = 32
     alpha: float = 32.0
     seq_len: int = 512
+    context: int = 2048  # the adapted model's context length (at most the base's)
     batch_size: int = 8
     max_hole: int = 192  # tokens of middle; longer holes are drawn again
     max_pads: int = 48
@@ -288,7 +290,8 @@ def adapt(cfg: AdaptConfig, log=print) -> TrainState:
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     base_dir, out = Path(cfg.base), Path(cfg.out_dir)
     gguf_path = locate_base(BaseManifest.load(base_dir), base_dir.name)
-    mcfg, state, tok = convert_base(gguf_path, max_seq_len=max(cfg.seq_len, 2048), causal_context=cfg.recipe == "a")
+    mcfg, state, tok = convert_base(gguf_path, causal_context=cfg.recipe == "a")
+    mcfg = dataclasses.replace(mcfg, max_seq_len=min(cfg.context, mcfg.max_seq_len))
     net = build_model(mcfg, tok, state, device="cpu", dtype="float32").net
     acfg = AdapterConfig(base_vocab=mcfg.vocab_size - len(ADDED_TOKENS), rank=cfg.rank, alpha=cfg.alpha)
     params = attach(net, acfg)
@@ -303,8 +306,11 @@ def adapt(cfg: AdaptConfig, log=print) -> TrainState:
                                          num_workers=cfg.workers, pin_memory=device.type == "cuda")
     model = torch.compile(net) if cfg.compile else net
 
+    # bf16 autocast on CUDA, and on CPUs that multiply bf16 natively (about 2x float32 there).
+    use_bf16 = device.type == "cuda" or cpu_has_fast_bf16()
+
     def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
 
     st = TrainState()
     flops_tok, peak = train_flops_per_token(mcfg, cfg.seq_len), peak_flops(device)
