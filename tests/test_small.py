@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -30,6 +31,7 @@ from dcode.model.lora import AdapterConfig, adapter_tensors, attach, save_adapte
 from dcode.model.transformer import PrefixCache
 from dcode.train.adapt import AdaptConfig, adapt, cut_hole, make_example
 from dcode.train.corpus import SourceFile
+from dcode.train.gpu import join_base, split_base, tar_into
 
 def run_dcode(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dcode", *args], cwd=cwd, capture_output=True, text=True,
@@ -308,3 +310,26 @@ def test_adapt_trains_and_exports_a_loadable_adapter(small, tmp_path):
 def test_adapt_refuses_an_unknown_recipe(small):
     with pytest.raises(InputError, match="unknown recipe"):
         adapt(AdaptConfig(out_dir="-", base=str(small.dir), recipe="c"))
+
+
+# --- the GPU run's plumbing ------------------------------------------------------------------------
+
+
+def test_the_base_travels_in_parts_and_is_checked_when_joined(small, tmp_path, monkeypatch):
+    parts = split_base(small.dir, tmp_path / "parts", part_bytes=20_000)
+    assert len(parts) > 2 and sum(p.stat().st_size for p in parts) == BaseManifest.load(small.dir).size
+    monkeypatch.setenv("DCODE_CACHE_DIR", str(tmp_path / "device-cache"))
+    joined = join_base(small.dir, tmp_path / "parts")
+    assert joined.read_bytes() == b"".join(p.read_bytes() for p in parts)
+    parts[1].write_bytes(b"x" + parts[1].read_bytes()[1:])
+    monkeypatch.setenv("DCODE_CACHE_DIR", str(tmp_path / "other-cache"))
+    with pytest.raises(ModelError, match="sha256"):
+        join_base(small.dir, tmp_path / "parts")
+    assert not list((tmp_path / "other-cache").rglob("*.gguf"))
+
+
+def test_each_export_comes_back_as_one_tar(small, tmp_path):
+    first = tar_into(small.dir, tmp_path / "out")
+    with tarfile.open(first) as tar:
+        assert {"tiny-small/adapter.json", "tiny-small/config.json"} <= set(tar.getnames())
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["tiny-small.tar"]

@@ -85,6 +85,36 @@ def infill_rows(model: LoadedModel, tasks, max_tokens: int) -> list[Row]:
     return rows
 
 
+def complete_row(model: LoadedModel, source: str, requests: int = 10, context_tokens: int = 512) -> Row:
+    """Warm single-line completion as an editor asks for it while the user types: a window of
+    `context_tokens` tokens of `source` (three quarters before the cursor), the cursor at a line
+    start, then one more typed character per request. After the first (warm-up) request the
+    model is loaded and, for a causal-context model, the shared prefix is in its cache."""
+    tok = model.tokenizer
+    ids = tok.encode(source)
+    if len(ids) < context_tokens:
+        raise InputError(f"the bench source has {len(ids)} tokens, fewer than {context_tokens}")
+    text = tok.decode(ids[:context_tokens])
+    cut = text.rfind("\n", 0, len(tok.decode(ids[: context_tokens * 3 // 4]))) + 1
+    prefix, rest = text[:cut], text[cut:]
+    typed = rest[: max(1, min(requests, rest.find("\n") if "\n" in rest else requests))]
+    options = DecodeOptions(max_tokens=16, initial_tokens=16)
+    infill(model, prefix, rest, path="bench.py", options=options)  # warm-up
+    row = Row(f"{context_tokens}-token context", 0, 0, 0.0, [])
+    for i in range(requests):
+        here = prefix + typed[: i % (len(typed) + 1)]
+        _sync(model)
+        start = time.perf_counter()
+        result = infill(model, here, rest[len(here) - len(prefix):], path="bench.py", options=options)
+        _sync(model)
+        wall = time.perf_counter() - start
+        row.tokens += result.stats.tokens
+        row.passes += result.stats.forward_passes
+        row.wall_s += wall
+        row.latencies_ms.append(wall * 1000)
+    return row
+
+
 def generation_rows(model: LoadedModel, prompt: str, lengths: list[int]) -> list[Row]:
     rows = []
     for length in lengths:
@@ -177,6 +207,13 @@ def run_speed_bench(model: LoadedModel, limit: int, seed: int = 0) -> str:
         parts.append(f"fastest threshold schedule ({best.name}): {best.tokens_per_s / base:.2f}x the tokens/s of 1 token/pass, "
                      f"exact match {best.exact - rows[0].exact:+.1f} points")
     parts.append(format_rows("generation", generation_rows(model, "import os\n\n\ndef main():\n", [32, 128])))
+    # 512 tokens of context, or what fits beside a 16-token hole in a smaller model's window.
+    window = min(512, model.config.max_seq_len - 32)
+    source = max((t.full_prefix + t.expected + t.full_suffix for t in tasks), key=len, default="")
+    if len(model.tokenizer.encode(source)) >= window:
+        parts.append(format_rows("complete: warm single-line requests while typing", [complete_row(model, source, 10, window)]))
+    else:
+        parts.append(f"complete: skipped (no held-out file of {window} tokens)")
     if model.device.type == "cuda":
         table = ["7B-shape forward step (32 active tokens, bf16 random weights)",
                  f"{'shape':<10} {'ms/step':>9} {'floor ms':>9} {'ratio':>7}"]

@@ -28,7 +28,7 @@ import re
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,7 +282,9 @@ def export_adapter(out: Path, net: Transformer, acfg: AdapterConfig, mcfg, base_
     (out / "training.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
-def adapt(cfg: AdaptConfig, log=print) -> TrainState:
+def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None = None) -> TrainState:
+    """Train the adapter; export it to `cfg.out_dir` every `save_minutes` and at the end, then
+    call `on_export(out_dir)` (the GPU run copies each export out of the machine)."""
     if cfg.recipe not in ("a", "b"):
         raise InputError(f"unknown recipe {cfg.recipe!r} (a: causal context, b: bidirectional)")
     if cfg.threads:
@@ -319,7 +321,9 @@ def adapt(cfg: AdaptConfig, log=print) -> TrainState:
     metrics = (out / "metrics.jsonl").open("a", encoding="utf-8")
 
     def meta() -> dict:
+        tok_s = st.tokens_seen / st.elapsed_s if st.elapsed_s else 0.0
         return {"recipe": cfg.recipe, "config": dataclasses.asdict(cfg), "state": dataclasses.asdict(st),
+                "tok_s": round(tok_s), "mfu_6n": round(tok_s * flops_tok / peak, 4) if peak else None,
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
                 "val_curve": curve, "heldout_packages": val_names, "trainable_parameters": sum(p.numel() for p in params)}
 
@@ -368,12 +372,17 @@ def adapt(cfg: AdaptConfig, log=print) -> TrainState:
                 evaluate()
             if time.perf_counter() - last_save > cfg.save_minutes * 60:
                 export_adapter(out, net, acfg, mcfg, base_dir, meta())
+                if on_export is not None:
+                    on_export(out)
                 last_save = time.perf_counter()
     finally:
         progress.close()
-    evaluate()
+    if curve[-1]["step"] != st.step:
+        evaluate()
     metrics.close()
     export_adapter(out, net, acfg, mcfg, base_dir, meta())
+    if on_export is not None:
+        on_export(out)
     log(f"exported {out} at step {st.step}, {st.tokens_seen:,} tokens, {st.elapsed_s / 60:.1f} min")
     return st
 

@@ -1,0 +1,167 @@
+"""The dcode-small GPU run in one command: base, data, adapter training, export, evaluation.
+
+A lent GPU machine has no network and takes at most 64 MiB of working tree per call, and the
+base GGUF is 94 MiB, so the base travels in parts over two calls (`split` here, `run --parts`
+there joins them and checks the sha256 that base.json pins). Each export of the adapter is
+copied out as one tar (under the 16 MiB a returned file may have), so a call cut at its time
+limit still brings an adapter back. The run ends with `dcode eval` for the new adapter, the
+shipped dcode-mini and the base read left to right with token healing, and a short table.
+
+    python -m dcode.train.gpu split .gpu                         # here: .gpu/base.part0, part1
+    python -m dcode.train.gpu run --parts .gpu --out "$OUT" --minutes 5.5   # there
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from dcode.errors import ModelError
+from dcode.model.base import BaseManifest, base_path, locate_base
+from dcode.train.adapt import AdaptConfig, adapt
+
+PART_BYTES = 48 * 1024 * 1024
+SMALL = Path(__file__).resolve().parents[2] / "weights" / "dcode-small"
+MINI = SMALL.parent / "dcode-mini"
+
+
+def split_base(model_dir: Path, parts_dir: Path, part_bytes: int = PART_BYTES) -> list[Path]:
+    """Cut the (pulled) base of `model_dir` into parts of `part_bytes`."""
+    manifest = BaseManifest.load(model_dir)
+    source = locate_base(manifest, model_dir.name)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    parts = []
+    with source.open("rb") as f:
+        while chunk := f.read(part_bytes):
+            part = parts_dir / f"base.part{len(parts)}"
+            part.write_bytes(chunk)
+            parts.append(part)
+    return parts
+
+
+def join_base(model_dir: Path, parts_dir: Path) -> Path:
+    """Put the parts back together where `dcode pull` would have put the base; the pinned
+    sha256 is checked before it is used."""
+    manifest = BaseManifest.load(model_dir)
+    target = base_path(manifest)
+    parts = sorted(parts_dir.glob("base.part*"), key=lambda p: int(p.name.removeprefix("base.part")))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    digest = hashlib.sha256()
+    tmp = target.with_suffix(".joining")
+    with tmp.open("wb") as out:
+        for part in parts:
+            data = part.read_bytes()
+            digest.update(data)
+            out.write(data)
+    if digest.hexdigest() != manifest.member_sha256:
+        tmp.unlink()
+        raise ModelError(f"the joined base has sha256 {digest.hexdigest()}, base.json pins {manifest.member_sha256}")
+    os.replace(tmp, target)
+    return locate_base(manifest, model_dir.name)
+
+
+def tar_into(model_dir: Path, out_dir: Path) -> Path:
+    """`out_dir/<name>.tar` of the model directory, replaced atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / f"{model_dir.name}.tar"
+    tmp = final.with_suffix(".tar.tmp")
+    with tarfile.open(tmp, "w") as tar:
+        tar.add(model_dir, arcname=model_dir.name)
+    os.replace(tmp, final)
+    return final
+
+
+def evaluate_all(model_dir: Path, out_dir: Path, limit: int, device: str | None) -> dict[str, list[dict]]:
+    """`dcode eval` for the adapter, dcode-mini and the base left to right; reports to out_dir."""
+    from dataclasses import asdict
+
+    from dcode.eval.commands import run_eval
+
+    runs = {"dcode-small": (model_dir, False, "eval-small.json"), "dcode-mini": (MINI, False, "eval-mini.json"),
+            "base left-to-right": (model_dir, True, "eval-ltr.json")}
+    table = {}
+    for label, (path, ltr, name) in runs.items():
+        report = run_eval(str(path), limit=limit, device=device, ltr=ltr)
+        (out_dir / name).write_text(report.to_json(), encoding="utf-8")
+        table[label] = [asdict(s) for s in report.summaries]
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.parts:
+        print(f"base joined at {join_base(SMALL, Path(args.parts))}", flush=True)
+    work = Path(args.work) / "dcode-small"
+    cfg = AdaptConfig(out_dir=str(work), base=str(SMALL), recipe=args.recipe, rank=args.rank, alpha=args.rank,
+                      seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr, minutes=args.minutes,
+                      max_steps=args.max_steps, warmup_steps=args.warmup_steps, eval_every=args.eval_every,
+                      save_minutes=args.save_minutes, log_every=args.log_every, device=args.device,
+                      workers=args.workers, roots=args.roots)
+    state = adapt(cfg, log=lambda s: print(s, flush=True), on_export=lambda d: tar_into(d, out))
+    train_s = time.perf_counter() - start
+    table = evaluate_all(work, out, args.eval_limit, args.device)
+    record = json.loads((work / "training.json").read_text(encoding="utf-8"))
+    summary = {"device": record["device"], "tokens": state.tokens_seen, "steps": state.step,
+               "train_s": round(state.elapsed_s, 1), "tok_s": record["tok_s"], "mfu_6n": record["mfu_6n"],
+               "best_val_loss": state.best_val, "wall_s_train_phase": round(train_s, 1),
+               "wall_s_total": round(time.perf_counter() - start, 1), "eval": table}
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    print_table(summary)
+    return 0
+
+
+def print_table(summary: dict) -> None:
+    print(f"\n{summary['device']}: {summary['tokens']:,} tokens in {summary['train_s']} s "
+          f"({summary['tok_s']:,} tok/s, MFU {summary['mfu_6n']}), best val loss {summary['best_val_loss']:.4f}, "
+          f"wall {summary['wall_s_total']} s")
+    print(f"{'model':<20} {'holes':<11} {'n':>4} {'exact':>7} {'tests':>7} {'fwd/hole':>9}")
+    for label, rows in summary["eval"].items():
+        for r in rows:
+            tests = "-" if r["passed"] is None else f"{r['passed']:.1%}"
+            print(f"{label:<20} {r['kind']:<11} {r['n']:>4} {r['exact']:>7.1%} {tests:>7} {r['forward_passes']:>9.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dcode.train.gpu", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sp = sub.add_parser("split", help="cut the pulled base into parts that fit a device call")
+    sp.add_argument("parts_dir")
+    rp = sub.add_parser("run", help="join the base, train, export, evaluate")
+    rp.add_argument("--parts", help="folder with base.part* (default: the base is already in the cache)")
+    rp.add_argument("--out", required=True, help="folder whose files come back ($OUT)")
+    rp.add_argument("--work", default="/tmp/dcode-gpu")
+    rp.add_argument("--recipe", default="a")
+    rp.add_argument("--rank", type=int, default=16)
+    rp.add_argument("--seq-len", type=int, default=1024)
+    rp.add_argument("--batch-size", type=int, default=32)
+    rp.add_argument("--lr", type=float, default=1e-3)
+    rp.add_argument("--minutes", type=float, default=None)
+    rp.add_argument("--max-steps", type=int, default=None)
+    rp.add_argument("--warmup-steps", type=int, default=100)
+    rp.add_argument("--eval-every", type=int, default=200)
+    rp.add_argument("--save-minutes", type=float, default=1.0)
+    rp.add_argument("--log-every", type=int, default=25)
+    rp.add_argument("--workers", type=int, default=12)
+    rp.add_argument("--eval-limit", type=int, default=100)
+    rp.add_argument("--device", default=None)
+    rp.add_argument("--roots", nargs="+", default=None)
+    args = p.parse_args(argv)
+    if args.command == "split":
+        for part in split_base(SMALL, Path(args.parts_dir)):
+            print(part, part.stat().st_size)
+        return 0
+    shutil.rmtree(args.work, ignore_errors=True)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
