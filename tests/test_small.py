@@ -20,6 +20,7 @@ import pytest
 import torch
 from tiny_gguf import CTX, random_weights, train_bpe, write_gguf
 
+from dcode.diffusion.bench import complete_row
 from dcode.diffusion.engine import Completion, fim_prompt, infill, infill_stream, refine
 from dcode.diffusion.ltr import block_ended, ltr_infill
 from dcode.diffusion.sampler import Canvas, DecodeOptions, HoleState, LogitSource, constrain_first
@@ -333,3 +334,9 @@ def test_each_export_comes_back_as_one_tar(small, tmp_path):
     with tarfile.open(first) as tar:
         assert {"tiny-small/adapter.json", "tiny-small/config.json"} <= set(tar.getnames())
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["tiny-small.tar"]
+
+
+def test_complete_latency_bench_types_one_character_per_request(model):
+    row = complete_row(model, SOURCE * 8, requests=3, context_tokens=120)
+    assert len(row.latencies_ms) == 3 and row.passes >= 3
+    assert model.prefix_cache.reused > 0  # typing keeps the context: the prefix cache serves it

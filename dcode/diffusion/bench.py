@@ -60,6 +60,20 @@ def _sync(model: LoadedModel) -> None:
         torch.cuda.synchronize()
 
 
+def timed_infill(model: LoadedModel, row: Row, prefix: str, suffix: str, path: str, options: DecodeOptions):
+    """Fill one hole and add its tokens, passes and latency to `row`."""
+    _sync(model)
+    start = time.perf_counter()
+    result = infill(model, prefix, suffix, path=path, options=options)
+    _sync(model)
+    wall = time.perf_counter() - start
+    row.tokens += result.stats.tokens
+    row.passes += result.stats.forward_passes
+    row.wall_s += wall
+    row.latencies_ms.append(wall * 1000)
+    return result
+
+
 def infill_rows(model: LoadedModel, tasks, max_tokens: int) -> list[Row]:
     from dcode.eval.harness import exact_match
 
@@ -69,16 +83,8 @@ def infill_rows(model: LoadedModel, tasks, max_tokens: int) -> list[Row]:
         row = Row(name, 0, 0, 0.0, [])
         hits = 0
         for task in tasks:
-            _sync(model)
-            start = time.perf_counter()
-            result = infill(model, task.prefix, task.suffix, path=task.path,
-                            options=DecodeOptions(max_tokens=max_tokens, **opts))
-            _sync(model)
-            wall = time.perf_counter() - start
-            row.tokens += result.stats.tokens
-            row.passes += result.stats.forward_passes
-            row.wall_s += wall
-            row.latencies_ms.append(wall * 1000)
+            result = timed_infill(model, row, task.prefix, task.suffix, task.path,
+                                  DecodeOptions(max_tokens=max_tokens, **opts))
             hits += exact_match(result.text, task.expected)
         row.exact = 100.0 * hits / len(tasks)
         rows.append(row)
@@ -103,15 +109,7 @@ def complete_row(model: LoadedModel, source: str, requests: int = 10, context_to
     row = Row(f"{context_tokens}-token context", 0, 0, 0.0, [])
     for i in range(requests):
         here = prefix + typed[: i % (len(typed) + 1)]
-        _sync(model)
-        start = time.perf_counter()
-        result = infill(model, here, rest[len(here) - len(prefix):], path="bench.py", options=options)
-        _sync(model)
-        wall = time.perf_counter() - start
-        row.tokens += result.stats.tokens
-        row.passes += result.stats.forward_passes
-        row.wall_s += wall
-        row.latencies_ms.append(wall * 1000)
+        timed_infill(model, row, here, rest[len(here) - len(prefix):], "bench.py", options)
     return row
 
 

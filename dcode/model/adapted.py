@@ -10,7 +10,14 @@ fetches it), `config.json` (the adapted model's full config), `adapter.json` +
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
 from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from tokenizers import Tokenizer as HFTokenizer
 
 from dcode.errors import ModelError
 from dcode.model.base import BaseManifest, locate_base
@@ -18,6 +25,7 @@ from dcode.model.config import ModelConfig
 from dcode.model.device import cpu_has_fast_bf16, resolve_device
 from dcode.model.gguf_llama import build_base
 from dcode.model.loader import LoadedModel, build_model
+from dcode.model.checkpoint import read_tensors, shard_map
 from dcode.model.lora import load_adapter, merge
 from dcode.model.tokenizer import Tokenizer
 
@@ -33,10 +41,49 @@ BASE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_di
 
 
 def convert_base(gguf_path: Path, **overrides) -> tuple[ModelConfig, dict, Tokenizer]:
-    """The base as dcode's transformer with the added tokens (mean embeddings), un-adapted."""
-    cfg, state, tok = build_base(gguf_path, ADDED_TOKENS, **{**ADAPTED, **overrides})
+    """The base as dcode's transformer with the added tokens (mean embeddings), un-adapted.
+
+    Reading a GGUF costs seconds (its 100k vocabulary strings are parsed in Python, the weights
+    dequantized), so the result is kept beside it in float16 (`<file>.dcode/`) and read back
+    in well under a second. The weights are rounded to float16 the first time too, so a model
+    is the same whether or not it came from that cache."""
+    converted = Path(f"{gguf_path}.dcode")
+    try:
+        cfg, state, tok = _read_converted(converted)
+    except (OSError, ValueError, KeyError, ModelError):
+        cfg, state, tok = build_base(gguf_path, ADDED_TOKENS, **ADAPTED)
+        state = {k: v.to(torch.float16) for k, v in state.items()}
+        _write_converted(converted, cfg, state, tok)
     tok.file_id = tok.token_id(FILE_TOKEN)
-    return cfg, state, tok
+    return dataclasses.replace(cfg, **overrides), state, tok
+
+
+def _write_converted(folder: Path, cfg: ModelConfig, state: dict, tok: Tokenizer) -> None:
+    """Best effort (a read-only cache only costs the next load its seconds); atomic by rename."""
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp / "base.safetensors"))
+        tok.save(tmp / "tokenizer.json")
+        ids = {"mask_id": tok.mask_id, "pad_id": tok.pad_id, "eos_id": tok.eos_id, "stop_ids": sorted(tok.stop_ids),
+               "added": list(ADDED_TOKENS)}
+        (tmp / "converted.json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "tokenizer": ids}),
+                                            encoding="utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_converted(folder: Path) -> tuple[ModelConfig, dict, Tokenizer]:
+    meta = json.loads((folder / "converted.json").read_text(encoding="utf-8"))
+    ids = meta["tokenizer"]
+    if ids.pop("added") != list(ADDED_TOKENS):
+        raise ValueError("converted with other added tokens")
+    hf = HFTokenizer.from_file(str(folder / "tokenizer.json"))
+    tok = Tokenizer(hf, ids["mask_id"], ids["pad_id"], ids["eos_id"], stop_ids=ids["stop_ids"])
+    state = read_tensors(shard_map(folder, stem="base"))
+    return ModelConfig.from_dict(meta["config"]), state, tok
 
 
 def is_adapted(model_dir: Path) -> bool:
@@ -53,6 +100,7 @@ def load_adapted(
     saved = ModelConfig.load(model_dir / "config.json")
     recipe = {k: getattr(saved, k) for k in ADAPTED}
     cfg, state, tok = convert_base(gguf_path, max_seq_len=saved.max_seq_len, **recipe)
+    state = {k: v.float() for k, v in state.items()}
     mismatch = [f for f in BASE_FIELDS if getattr(cfg, f) != getattr(saved, f)]
     if mismatch:
         raise ModelError(f"{model_dir}: config.json does not match its base ({', '.join(mismatch)} differ)")
