@@ -5,6 +5,7 @@ decoding with the prefix cache, the adaptation trainer, and the left-to-right ba
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from dcode.errors import InputError, ModelError
 from dcode.model.adapted import ADDED_TOKENS, convert_base, load_adapted
 from dcode.model.base import BaseManifest, pull_base
 from dcode.model.loader import build_model, load_model
-from dcode.model.lora import AdapterConfig, adapter_tensors, attach, save_adapter
+from dcode.model.lora import AdapterConfig, adapter_tensors, attach, load_adapter, save_adapter
 from dcode.model.transformer import PrefixCache
 from dcode.train.adapt import AdaptConfig, adapt, cut_hole, make_example
 from dcode.train.corpus import SourceFile
@@ -306,6 +307,14 @@ def test_adapt_trains_and_exports_a_loadable_adapter(small, tmp_path):
     loaded = load_model(out, device="cpu", dtype="float32")
     assert loaded.config.max_seq_len == 128 and loaded.config.causal_context
     assert infill(loaded, PREFIX, SUFFIX, options=DecodeOptions(max_tokens=8)).stats.forward_passes >= 1
+    # Continuing from the export starts where it ended: with no step, it exports the same adapter.
+    again = dataclasses.replace(cfg, out_dir=str(tmp_path / "again"), init=str(out), max_steps=0)
+    adapt(again, log=lambda s: None)
+    assert json.loads((tmp_path / "again" / "training.json").read_text())["started_from"]["state"]["step"] == 3
+    before, after = load_adapter(out)[1], load_adapter(tmp_path / "again")[1]
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    with pytest.raises(InputError, match="rank"):
+        adapt(dataclasses.replace(again, rank=3), log=lambda s: None)
 
 
 def test_adapt_refuses_an_unknown_recipe(small):

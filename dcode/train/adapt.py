@@ -42,7 +42,7 @@ from dcode.model.adapted import ADDED_TOKENS, convert_base
 from dcode.model.base import BaseManifest, locate_base
 from dcode.model.device import cpu_has_fast_bf16
 from dcode.model.loader import build_model
-from dcode.model.lora import AdapterConfig, adapter_tensors, attach, save_adapter
+from dcode.model.lora import ADDED_ROWS, AdapterConfig, adapter_tensors, attach, load_adapter, save_adapter
 from dcode.model.tokenizer import Tokenizer
 from dcode.model.transformer import Transformer
 from dcode.train.corpus import SourceFile, cap_files, collect_files, discover_packages, is_validation
@@ -86,6 +86,7 @@ class AdaptConfig:
     max_package_bytes: int = 3 * 1024 * 1024
     roots: list[str] | None = None  # source roots (default: this Python's stdlib and site-packages)
     heldout: str | None = None  # heldout.json whose packages never train (default: the base dir's)
+    init: str | None = None  # continue from this exported adapter (same rank)
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -282,6 +283,24 @@ def export_adapter(out: Path, net: Transformer, acfg: AdapterConfig, mcfg, base_
     (out / "training.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
 
 
+def continue_from(net: Transformer, acfg: AdapterConfig, model_dir: Path) -> dict:
+    """Load an exported adapter into the attached LoRA parameters (same rank and base); returns
+    that run's training record, which the new one carries as `started_from`."""
+    saved_cfg, tensors = load_adapter(model_dir)
+    if (saved_cfg.rank, saved_cfg.base_vocab) != (acfg.rank, acfg.base_vocab):
+        raise InputError(f"{model_dir}: its adapter has rank {saved_cfg.rank}; pass --rank {saved_cfg.rank}")
+    params = dict(net.named_parameters())
+    with torch.no_grad():
+        for name, t in tensors.items():
+            if name == ADDED_ROWS:
+                net.embed.weight[acfg.base_vocab :] = t
+            elif name in params:
+                params[name].copy_(t)
+            else:
+                raise InputError(f"{model_dir}: adapter tensor {name} does not fit this model")
+    return json.loads((model_dir / "training.json").read_text(encoding="utf-8"))
+
+
 def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None = None) -> TrainState:
     """Train the adapter; export it to `cfg.out_dir` every `save_minutes` and at the end, then
     call `on_export(out_dir)` (the GPU run copies each export out of the machine)."""
@@ -297,6 +316,10 @@ def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None 
     net = build_model(mcfg, tok, state, device="cpu", dtype="float32").net
     acfg = AdapterConfig(base_vocab=mcfg.vocab_size - len(ADDED_TOKENS), rank=cfg.rank, alpha=cfg.alpha)
     params = attach(net, acfg)
+    started_from = None
+    if cfg.init:
+        started_from = continue_from(net, acfg, Path(cfg.init))
+        log(f"continuing from the adapter in {cfg.init} ({started_from['state']['tokens_seen']:,} tokens)")
     net.to(device).train()
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
@@ -325,7 +348,7 @@ def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None 
         return {"recipe": cfg.recipe, "config": dataclasses.asdict(cfg), "state": dataclasses.asdict(st),
                 "tok_s": round(tok_s), "mfu_6n": round(tok_s * flops_tok / peak, 4) if peak else None,
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                "val_curve": curve, "heldout_packages": val_names, "trainable_parameters": sum(p.numel() for p in params)}
+                "val_curve": curve, "heldout_packages": val_names, "started_from": started_from, "trainable_parameters": sum(p.numel() for p in params)}
 
     def evaluate() -> None:
         val, plain = validation_loss(net, val_batches, cfg.recipe, device, autocast)
