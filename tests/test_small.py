@@ -33,7 +33,7 @@ from dcode.model.lora import AdapterConfig, adapter_tensors, attach, load_adapte
 from dcode.model.transformer import PrefixCache
 from dcode.train.adapt import AdaptConfig, adapt, cut_hole, make_example
 from dcode.train.corpus import SourceFile
-from dcode.train.gpu import join_base, split_base, tar_into
+from dcode.train.gpu import join_base, send_out, split_base
 
 def run_dcode(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "dcode", *args], cwd=cwd, capture_output=True, text=True,
@@ -338,11 +338,12 @@ def test_the_base_travels_in_parts_and_is_checked_when_joined(small, tmp_path, m
     assert not list((tmp_path / "other-cache").rglob("*.gguf"))
 
 
-def test_each_export_comes_back_as_one_tar(small, tmp_path):
-    first = tar_into(small.dir, tmp_path / "out")
-    with tarfile.open(first) as tar:
-        assert {"tiny-small/adapter.json", "tiny-small/config.json"} <= set(tar.getnames())
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["tiny-small.tar"]
+def test_each_export_comes_back_as_few_files(small, tmp_path):
+    sent = send_out(small.dir, tmp_path / "out")
+    assert [p.name for p in sent] == ["adapter.safetensors", "tiny-small.tar"]
+    with tarfile.open(sent[-1]) as tar:
+        assert {"tiny-small/adapter.json", "tiny-small/config.json", "tiny-small/base.json"} <= set(tar.getnames())
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["adapter.safetensors", "tiny-small.tar"]
 
 
 def test_complete_latency_bench_types_one_character_per_request(model):

@@ -3,8 +3,8 @@
 A lent GPU machine has no network and takes at most 64 MiB of working tree per call, and the
 base GGUF is 94 MiB, so the base travels in parts over two calls (`split` here, `run --parts`
 there joins them and checks the sha256 that base.json pins). Each export of the adapter is
-copied out as one tar (under the 16 MiB a returned file may have), so a call cut at its time
-limit still brings an adapter back. The run ends with `dcode eval` for the new adapter, the
+copied out (its shards as they are, the rest in one tar: a call brings back at most 8 files of
+16 MiB), so a call cut at its time limit still brings an adapter back. The run ends with `dcode eval` for the new adapter, the
 shipped dcode-mini and the base read left to right with token healing, and a short table.
 
     python -m dcode.train.gpu split .gpu                         # here: .gpu/base.part0, part1
@@ -67,15 +67,28 @@ def join_base(model_dir: Path, parts_dir: Path) -> Path:
     return locate_base(manifest, model_dir.name)
 
 
-def tar_into(model_dir: Path, out_dir: Path) -> Path:
-    """`out_dir/<name>.tar` of the model directory, replaced atomically."""
+def send_out(model_dir: Path, out_dir: Path) -> list[Path]:
+    """Copy a model directory into `out_dir` as few files as a device call can bring back:
+    each weight shard as it is (under 14 MiB by construction) and everything else in one
+    `<name>.tar`; every file is replaced atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    sent = []
+    small = []
+    for path in sorted(model_dir.iterdir()):
+        if path.suffix == ".safetensors":
+            tmp = out_dir / f".{path.name}.tmp"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, out_dir / path.name)
+            sent.append(out_dir / path.name)
+        else:
+            small.append(path)
     final = out_dir / f"{model_dir.name}.tar"
-    tmp = final.with_suffix(".tar.tmp")
+    tmp = out_dir / f".{final.name}.tmp"
     with tarfile.open(tmp, "w") as tar:
-        tar.add(model_dir, arcname=model_dir.name)
+        for path in small:
+            tar.add(path, arcname=f"{model_dir.name}/{path.name}")
     os.replace(tmp, final)
-    return final
+    return [*sent, final]
 
 
 def evaluate_all(model_dir: Path, out_dir: Path, limit: int, device: str | None) -> dict[str, list[dict]]:
@@ -105,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
                       seq_len=args.seq_len, batch_size=args.batch_size, lr=args.lr, minutes=args.minutes,
                       max_steps=args.max_steps, warmup_steps=args.warmup_steps, eval_every=args.eval_every,
                       save_minutes=args.save_minutes, log_every=args.log_every, device=args.device,
-                      workers=args.workers, roots=args.roots)
-    state = adapt(cfg, log=lambda s: print(s, flush=True), on_export=lambda d: tar_into(d, out))
+                      workers=args.workers, roots=args.roots, init=args.init)
+    state = adapt(cfg, log=lambda s: print(s, flush=True), on_export=lambda d: send_out(d, out))
     train_s = time.perf_counter() - start
     table = evaluate_all(work, out, args.eval_limit, args.device)
     record = json.loads((work / "training.json").read_text(encoding="utf-8"))
@@ -140,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--out", required=True, help="folder whose files come back ($OUT)")
     rp.add_argument("--work", default="/tmp/dcode-gpu")
     rp.add_argument("--recipe", default="a")
-    rp.add_argument("--rank", type=int, default=16)
+    rp.add_argument("--rank", type=int, default=32)
+    rp.add_argument("--init", default=None, help="continue from this exported adapter (e.g. weights/dcode-small)")
     rp.add_argument("--seq-len", type=int, default=1024)
     rp.add_argument("--batch-size", type=int, default=32)
     rp.add_argument("--lr", type=float, default=1e-3)
