@@ -9,6 +9,11 @@ from typing import Annotated, Optional
 
 import typer
 
+try:  # newer typer vendors click as typer._click; older typer runs on click itself
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException
+
 from dcode import __version__
 from dcode.errors import EXIT_MODEL, DcodeError
 from dcode.eval.commands import eval_command
@@ -121,7 +126,7 @@ write = _propose_command(
 @app.command()
 def refine(
     ctx: typer.Context,
-    lines: Annotated[Optional[str], typer.Option("--lines", help="Regenerate only lines A-B of the proposal.")] = None,
+    lines: Annotated[Optional[str], typer.Option("--lines", help="Regenerate only lines A-B of the file (as the diff numbers them; they must be in the proposal).")] = None,
     passes: Annotated[int, typer.Option("--passes", min=1, help="Refinement passes to run.")] = 1,
     remask: Annotated[Optional[int], typer.Option("--remask", min=1, help="Tokens to re-mask per pass (default: the least confident quarter).")] = None,
     yes: YesOpt = False, diff: DiffOpt = False, json_out: JsonOpt = False, no_live: NoLiveOpt = False,
@@ -129,21 +134,23 @@ def refine(
     threshold: ThresholdOpt = None, temperature: TempOpt = None, seed: SeedOpt = None,
 ) -> None:
     """Refine the pending proposal in place: re-mask its weakest tokens (or --lines) and denoise again."""
-    from dcode.commands import parse_line_range, run_refine
+    from dcode.commands import run_refine
 
     flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, threshold=threshold,
                        temperature=temperature, seed=seed)
-    span = parse_line_range(lines) if lines else None
-    run_refine(flags, passes=passes, remask=remask, lines=span, yes=yes, diff_only=diff,
+    run_refine(flags, passes=passes, remask=remask, lines=lines, yes=yes, diff_only=diff,
                json_out=json_out, live=not no_live)
 
 
 @app.command()
-def accept() -> None:
-    """Apply the pending proposal to its file."""
+def accept(
+    hunks: Annotated[Optional[str], typer.Option("--hunks", help="Apply only these hunks, numbered as the diff shows them (e.g. 1,3 or 2-4).")] = None,
+    edit: Annotated[bool, typer.Option("--edit", help="Open the proposed text in $VISUAL / $EDITOR first; the result is checked as the model's is.")] = False,
+) -> None:
+    """Apply the pending proposal (or the hook's pending fix-ups) to its files."""
     from dcode.commands import run_accept
 
-    run_accept()
+    run_accept(hunks, edit)
 
 
 @app.command()
@@ -299,7 +306,15 @@ def bench_speed(
 def main() -> None:
     """Console-script entry: user errors become one line on stderr and an exit code."""
     try:
-        app()
+        # Not standalone: bad flags and arguments come back here instead of as a boxed panel.
+        code = app(standalone_mode=False)
+    except ClickException as err:
+        if type(err).__name__ == "NoArgsIsHelpError":  # `dcode bench` alone: the help is the answer
+            err.show()
+            raise SystemExit(err.exit_code) from None
+        _fail(_usage_message(err), err.exit_code)
+    except typer.Abort:  # end of input at a prompt
+        _fail("aborted", 1)
     except DcodeError as err:
         _fail(str(err), err.exit_code)
     except MemoryError:
@@ -310,6 +325,13 @@ def main() -> None:
         if type(err).__name__ == "OutOfMemoryError":
             _fail("the GPU ran out of memory (try --int8, a shorter --max-tokens or --device cpu)", EXIT_MODEL)
         raise
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(err: ClickException) -> str:
+    """Click's message and the command's help to read, e.g. "No such option: --bogus (see `dcode fill --help`)"."""
+    ctx = getattr(err, "ctx", None)
+    return f"{err.format_message()} (see `{ctx.command_path} --help`)" if ctx is not None else err.format_message()
 
 
 def _fail(message: str, code: int) -> None:

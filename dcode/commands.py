@@ -4,28 +4,34 @@ user errors into one line on stderr plus the documented exit code."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import typer
+from rich.text import Text
 
 from dcode.edit.files import newline_style
 from dcode.errors import DcodeError, InputError, NoEditError
 from dcode.ui import (
     diff_highlights,
+    edit_text,
     live_enabled,
     live_view,
     render_diff,
     stderr_console,
     stdout_console,
     uncertain_spans,
-    unified_diff,
 )
+
+if TYPE_CHECKING:  # proposal.py imports torch; the commands that need it import it when they run
+    from dcode.edit.change import Change, FileEdit
+    from dcode.edit.proposal import Proposal
 
 err_console = stderr_console()
 
@@ -45,15 +51,23 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def parse_line_range(text: str) -> tuple[int, int]:
+def parse_line_range(text: str, label: str = "--lines") -> tuple[int, int]:
     try:
         a, _, b = text.partition("-")
         first, last = int(a), int(b or a)
     except ValueError:
-        raise InputError(f"--lines {text!r}: expected A-B, e.g. 3-5") from None
+        raise InputError(f"{label} {text!r}: expected A-B, e.g. 3-5") from None
     if first < 1 or last < first:
-        raise InputError(f"--lines {text!r}: expected 1 <= A <= B")
+        raise InputError(f"{label} {text!r}: expected 1 <= A <= B")
     return first, last
+
+
+def shown_path(path: Path, root: Path) -> str:
+    """A path as diffs and messages show it: relative to the repository when inside it."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def project_root() -> Path:
@@ -114,9 +128,11 @@ def drive(stream: Iterator, tokenizer, settings, live: bool, title: str):
 
 def proposal_view(proposal, tokenizer, settings) -> tuple[str, list, list[int]]:
     """(diff, highlight ranges, uncertain line numbers in the new file)."""
+    from dcode.edit.change import numbered_diff
+
     text = proposal.original_text()
     new = proposal.new_text(text)
-    diff = unified_diff(proposal.rel_path, text, new)
+    diff = numbered_diff([(proposal.rel_path, text, new)])
     spans = uncertain_spans(tokenizer, proposal.token_ids, proposal.confidences, settings.low_confidence)
     # Spans are offsets in the raw fill; the insertion may differ only by newline style, so map
     # through the start of the hole (CRLF files get an offset per preceding newline).
@@ -132,7 +148,9 @@ def proposal_view(proposal, tokenizer, settings) -> tuple[str, list, list[int]]:
 
 
 def result_json(proposal, diff: str, uncertain: list[int], applied: bool) -> dict:
-    text_lines = proposal.fill.count("\n")
+    from dcode.edit.change import hunks_in
+    from dcode.edit.proposal import line_count
+
     return {
         "path": proposal.rel_path,
         "kind": proposal.kind,
@@ -146,12 +164,15 @@ def result_json(proposal, diff: str, uncertain: list[int], applied: bool) -> dic
         "model": proposal.model,
         "stats": proposal.stats,
         "notes": proposal.notes,
-        "lines": text_lines,
+        "lines": line_count(proposal.fill),
+        "hunks": hunks_in(diff),  # what `dcode accept --hunks` numbers
     }
 
 
-def show(proposal, view: tuple[str, list, list[int]], diff_only: bool, json_out: bool, applied: bool = False) -> None:
-    """Print a proposal's `proposal_view` (computed before any write: it reads the file)."""
+def show(proposal, view: tuple[str, list, list[int]], diff_only: bool, json_out: bool, applied: bool = False,
+         pending: bool = True) -> None:
+    """Print a proposal's `proposal_view` (computed before any write: it reads the file). Hints
+    name `dcode refine` only while the proposal is pending (not applied, not the demo's)."""
     diff, highlights, uncertain = view
     if json_out:
         sys.stdout.write(json.dumps(result_json(proposal, diff, uncertain, applied)) + "\n")
@@ -167,7 +188,8 @@ def show(proposal, view: tuple[str, list, list[int]], diff_only: bool, json_out:
         markup=False,
     )
     if uncertain:
-        err_console.print(f"uncertain tokens on line(s) {', '.join(map(str, uncertain))}: `dcode refine` re-masks them", markup=False)
+        hint = ": `dcode refine` re-masks them" if pending and not applied else ""
+        err_console.print(f"uncertain tokens on line(s) {', '.join(map(str, uncertain))}{hint}", markup=False)
     for note in proposal.notes:
         err_console.print(f"note: {note}", markup=False)
 
@@ -196,66 +218,232 @@ def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool
         raise NoEditError(f"{proposal.rel_path}: the proposal {proposal.problem}; not written "
                           "(it stays pending: `dcode refine`, `dcode accept` or `dcode reject`)")
     if yes:
-        apply_proposal(proposal, f"{mode} {spec}")
+        written = apply_proposal(proposal, f"{mode} {spec}")
         clear_pending(proposal.root)
         show(proposal, view, diff_only, json_out, applied=True)
         if not quiet:
-            err_console.print(f"applied to {proposal.rel_path} (`dcode undo` restores it)", markup=False)
+            report_applied(written, None, say)
         return
     show(proposal, view, diff_only, json_out)
     if quiet or not interactive():
         if not quiet:
-            err_console.print("pending: `dcode accept` applies it, `dcode refine` revises it, `dcode reject` drops it", markup=False)
+            from dcode.edit.change import hunks_in
+
+            some = " (`--hunks 1,3` only those)" if hunks_in(view[0]) > 1 else ""
+            say(f"pending: `dcode accept` applies it{some}, `dcode refine` revises it, `dcode reject` drops it")
         return
-    review(proposal, model, settings)
+    review_pending(proposal, TerminalReview(model, settings), model.tokenizer)
 
 
-def review(proposal, model, settings) -> None:
-    """Interactive accept / reject / refine loop on a terminal."""
-    from rich.prompt import Prompt
+# --------------------------------------------------------------------------------------------
+# Review: one key per decision, for one-shot fill/write, the shell and the hook's fix-ups
+# --------------------------------------------------------------------------------------------
 
-    from dcode.edit.proposal import apply_proposal, clear_pending, save_pending
-    from dcode.workflow import refine as refine_proposal
+REVIEW_KEYS = {
+    "a": "[a]ccept", "h": "accept [h]unks", "e": "[e]dit", "r": "[r]eject", "f": "re[f]ine",
+    "l": "refine [l]ines", "k": "[k]eep pending",
+}
+PROPOSAL_KEYS = "aherflk"
+CHANGE_KEYS = "ahrk"  # the hook's fix-ups across files: no model text to edit or refine
 
+T = TypeVar("T")
+
+
+def say(message: str) -> None:
+    err_console.print(message, markup=False, highlight=False)
+
+
+def review_prompt(keys: str) -> str:
+    return ", ".join(REVIEW_KEYS[key] for key in keys)
+
+
+class ReviewUI(Protocol):
+    """What a front end lends the review: its prompts, its output, and refinement with its model."""
+
+    def key(self, keys: str) -> str: ...
+
+    def ask(self, question: str) -> str: ...
+
+    def say(self, message: str) -> None: ...
+
+    def show(self, proposal: Proposal) -> None: ...
+
+    def refine(self, proposal: Proposal, lines: tuple[int, int] | None) -> Proposal | None: ...
+
+
+class TerminalReview:
+    """The review of one-shot `fill`/`write` and `hook run --review`: Rich prompts on stderr."""
+
+    def __init__(self, model=None, settings=None) -> None:
+        self.model, self.settings = model, settings
+
+    def key(self, keys: str) -> str:
+        from rich.prompt import Prompt
+
+        # A Text prompt is printed as it is; a str one is Rich markup, where `[a]` is a tag.
+        return Prompt.ask(Text(review_prompt(keys)), console=err_console, choices=list(keys), default="k")
+
+    def ask(self, question: str) -> str:
+        return err_console.input(Text(f"{question}: "))
+
+    def say(self, message: str) -> None:
+        say(message)
+
+    def show(self, proposal: Proposal) -> None:
+        show(proposal, proposal_view(proposal, self.model.tokenizer, self.settings), False, False)
+
+    def refine(self, proposal: Proposal, lines: tuple[int, int] | None) -> Proposal | None:
+        from dcode.workflow import refine as refine_proposal
+
+        stream = refine_proposal(proposal, self.model, self.settings, lines=lines)
+        return drive(stream, self.model.tokenizer, self.settings, True, "refine")
+
+
+def ask_until_valid(ui: ReviewUI, question: str, parse: Callable[[str], T]) -> T | None:
+    """Ask until `parse` takes the answer, saying why it did not; an empty answer is None (back)."""
     while True:
-        choice = Prompt.ask(
-            "[a]ccept, [r]eject, re[f]ine, refine [l]ines, [k]eep pending", console=err_console,
-            choices=["a", "r", "f", "l", "k"], default="k",
-        )
-        if choice == "a":
-            apply_proposal(proposal, f"accept {proposal.rel_path}")
-            clear_pending(proposal.root)
-            err_console.print(f"applied to {proposal.rel_path} (`dcode undo` restores it)", markup=False)
-            return
+        answer = ui.ask(f"{question} (empty: back)").strip()
+        if not answer:
+            return None
+        try:
+            return parse(answer)
+        except InputError as err:
+            ui.say(str(err))
+
+
+def as_change(pending: Proposal | Change) -> Change:
+    from dcode.edit.change import Change
+
+    return pending if isinstance(pending, Change) else pending.change(f"accept {pending.rel_path}")
+
+
+def ask_hunks(pending: Proposal | Change, ui: ReviewUI) -> set[int] | None:
+    from dcode.edit.change import check_hunks, parse_hunks
+
+    total = as_change(pending).hunk_count()
+    return ask_until_valid(ui, f"hunks to accept, 1-{total}", lambda answer: check_hunks(parse_hunks(answer), total))
+
+
+def ask_lines(proposal: Proposal, ui: ReviewUI) -> tuple[int, int] | None:
+    """File lines to refine, as lines of the fill (what refine takes)."""
+    text = proposal.original_text()
+    first, last = proposal.file_lines(text)
+    return ask_until_valid(ui, f"lines to refine, {first}-{last}",
+                           lambda answer: proposal.fill_lines(text, parse_line_range(answer, "lines")))
+
+
+def report_applied(written: list[tuple[FileEdit, str]], hunks: set[int] | None, tell: Callable[[str], None]) -> None:
+    """Say what was written, and warn about each file that no longer parses."""
+    from dcode.context.languages import detect_language
+    from dcode.workflow import keeps_parsing
+
+    what = "" if hunks is None else f"hunk{'s' if len(hunks) > 1 else ''} {','.join(map(str, sorted(hunks)))} "
+    names = ", ".join(edit.rel_path for edit, _ in written)
+    tell(f"applied {what}to {names} (`dcode undo` restores {'them' if len(written) > 1 else 'it'})")
+    for edit, old in written:
+        if not keeps_parsing(old, edit.new_text, detect_language(edit.path, edit.new_text)):
+            tell(f"warning: {edit.rel_path} does not parse after this change (`dcode undo` restores it)")
+
+
+def accept_pending(pending: Proposal | Change, hunks: set[int] | None, tell: Callable[[str], None]) -> list[Path]:
+    """Apply the pending change (or the chosen hunks of it), drop it, say so; the files written."""
+    from dcode.edit.change import apply_change
+    from dcode.edit.proposal import clear_pending
+
+    change = as_change(pending)
+    written = apply_change(change, hunks)
+    clear_pending(change.root)
+    report_applied(written, hunks, tell)
+    return [edit.path for edit, _ in written]
+
+
+def edit_proposal(proposal: Proposal, tokenizer=None) -> Proposal:
+    """The proposal with its fill as the user leaves it in their editor, checked as model output
+    is (it must parse). With a tokenizer it gets token ids, so that refine can work on it; the
+    user's own text counts as certain."""
+    from dcode.context.languages import detect_language
+    from dcode.workflow import check_parse
+
+    text = proposal.original_text()
+    fill = edit_text(proposal.fill, Path(proposal.rel_path).suffix)
+    ids = tokenizer.encode(fill) if tokenizer is not None else []
+    edited = dataclasses.replace(proposal, fill=fill, token_ids=ids, confidences=[1.0] * len(ids), parses=True,
+                                 problem=None, notes=list(proposal.notes))
+    check_parse(edited, text, detect_language(proposal.path, text))
+    if edited.problem:
+        edited.notes.append(f"the edited text {edited.problem}")
+    return edited
+
+
+def review_pending(pending: Proposal | Change, ui: ReviewUI, tokenizer=None) -> list[Path]:
+    """Decide on the pending proposal (or the hook's pending fix-ups), one key at a time, until it
+    is applied, dropped or kept pending. Returns the files written."""
+    from dcode.edit.proposal import Proposal, clear_pending, save_pending
+
+    keys = PROPOSAL_KEYS if isinstance(pending, Proposal) else CHANGE_KEYS
+    while True:
+        choice = ui.key(keys)
+        if choice in ("a", "h"):
+            hunks = ask_hunks(pending, ui) if choice == "h" else None
+            if choice == "h" and hunks is None:
+                continue
+            return accept_pending(pending, hunks, ui.say)
         if choice == "r":
-            clear_pending(proposal.root)
-            err_console.print("rejected", markup=False)
-            return
+            clear_pending(pending.root)
+            ui.say("rejected")
+            return []
         if choice == "k":
-            return
-        span = parse_line_range(Prompt.ask("lines (A-B of the proposal)", console=err_console)) if choice == "l" else None
-        stream = refine_proposal(proposal, model, settings, lines=span)
-        proposal = drive(stream, model.tokenizer, settings, True, "refine")
-        save_pending(proposal)
-        show(proposal, proposal_view(proposal, model.tokenizer, settings), False, False)
+            ui.say(f"kept pending (accept{', refine' if keys == PROPOSAL_KEYS else ''} or reject it later)")
+            return []
+        if choice == "e":
+            pending = edit_proposal(pending, tokenizer)
+        else:
+            lines = ask_lines(pending, ui) if choice == "l" else None
+            if choice == "l" and lines is None:
+                continue
+            refined = ui.refine(pending, lines)
+            if refined is None:  # cancelled
+                continue
+            pending = refined
+        save_pending(pending)
+        ui.show(pending)
+
+
+def review_fixups(change: Change) -> list[Path]:
+    """One review of the hook's fix-ups across all files: on a terminal, the diff and the keys;
+    elsewhere they stay pending for `dcode accept [--hunks]`. Returns the files written."""
+    from dcode.edit.change import hunks_in
+    from dcode.edit.proposal import save_pending
+
+    save_pending(change)
+    diff = change.diff()
+    if not interactive():
+        sys.stdout.write(diff)
+        some = " (`--hunks 1,3` only those)" if hunks_in(diff) > 1 else ""
+        say(f"pending: `dcode accept` applies the fix-ups{some}, `dcode reject` drops them")
+        return []
+    render_diff(stdout_console(), diff, [])
+    return review_pending(change, TerminalReview())
 
 
 @user_errors
-def run_refine(flags: dict, *, passes: int, remask: int | None, lines: tuple[int, int] | None,
+def run_refine(flags: dict, *, passes: int, remask: int | None, lines: str | None,
                yes: bool, diff_only: bool, json_out: bool, live: bool) -> None:
+    """Refine the pending proposal; `lines` are the file's line numbers (as the diff shows them)."""
     from rich.live import Live
 
-    from dcode.edit.proposal import apply_proposal, clear_pending, load_pending, save_pending
+    from dcode.edit.proposal import apply_proposal, clear_pending, load_proposal, save_pending
     from dcode.workflow import refine as refine_proposal
 
     settings = settings_for(flags)
-    proposal = load_pending(project_root())
+    proposal = load_proposal(project_root())
+    span = proposal.fill_lines(proposal.original_text(), parse_line_range(lines)) if lines else None
     model = load(settings)
     quiet = diff_only or json_out
     show_live = live_enabled(live and settings.live) and not quiet
     with Live(console=err_console, transient=True) if show_live else contextlib.nullcontext() as screen:
         for n in range(passes):
-            stream = refine_proposal(proposal, model, settings, remask=remask, lines=lines)
+            stream = refine_proposal(proposal, model, settings, remask=remask, lines=span)
             proposal = drive(stream, model.tokenizer, settings, False, "refine")
             save_pending(proposal)
             if screen is not None:
@@ -265,22 +453,29 @@ def run_refine(flags: dict, *, passes: int, remask: int | None, lines: tuple[int
                 diff, _, _ = proposal_view(proposal, model.tokenizer, settings)
                 screen.update(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
     view = proposal_view(proposal, model.tokenizer, settings)
+    written = apply_proposal(proposal, "refine") if yes else []
     if yes:
-        apply_proposal(proposal, "refine")
         clear_pending(proposal.root)
     show(proposal, view, diff_only, json_out, applied=yes)
-    if not quiet and not yes:
-        err_console.print("pending: `dcode accept` applies it, `dcode reject` drops it", markup=False)
+    if quiet:
+        return
+    if yes:
+        report_applied(written, None, say)
+    else:
+        say("pending: `dcode accept` applies it, `dcode reject` drops it")
 
 
 @user_errors
-def run_accept() -> None:
-    from dcode.edit.proposal import apply_proposal, clear_pending, load_pending
+def run_accept(hunks: str | None = None, edit: bool = False) -> None:
+    """Apply the pending change: all of it, or the hunks numbered as its diff shows them; `edit`
+    first opens the proposed text in the user's editor."""
+    from dcode.edit.change import parse_hunks
+    from dcode.edit.proposal import load_pending, load_proposal
 
-    proposal = load_pending(project_root())
-    apply_proposal(proposal, f"accept {proposal.rel_path}")
-    clear_pending(proposal.root)
-    err_console.print(f"applied to {proposal.rel_path} (`dcode undo` restores it)", markup=False)
+    root = project_root()
+    chosen = parse_hunks(hunks) if hunks is not None else None
+    pending = edit_proposal(load_proposal(root)) if edit else load_pending(root)
+    accept_pending(pending, chosen, say)
 
 
 @user_errors
@@ -296,11 +491,12 @@ def run_reject() -> None:
 def run_undo(steps: int, force: bool) -> None:
     from dcode.edit.journal import Journal
 
-    journal = Journal(project_root())
+    root = project_root()
+    journal = Journal(root)
     for _ in range(steps):
         entry = journal.undo(force=force)
         for f in entry.files:
-            err_console.print(f"restored {f.path} (undid: {entry.command})", markup=False)
+            say(f"restored {shown_path(f.path, root)} (undid: {entry.command})")
 
 
 @user_errors
@@ -318,7 +514,7 @@ def run_context(spec: str, json_out: bool, budget: int | None, model_path: str |
 
 @user_errors
 def run_info(flags: dict, json_out: bool) -> None:
-    from dcode.model.info import describe
+    from dcode.model.info import describe, readable
 
     settings = settings_for(flags)
     facts = describe(settings.model, settings.device, settings.dtype)
@@ -327,7 +523,7 @@ def run_info(flags: dict, json_out: bool) -> None:
         return
     width = max(map(len, facts))
     for key, value in facts.items():
-        sys.stdout.write(f"{key.replace('_', ' '):<{width}}  {value}\n")
+        sys.stdout.write(f"{key.replace('_', ' '):<{width}}  {readable(key, value)}\n")
 
 
 DEMO_FILE = '''"""A few small utilities."""
@@ -352,7 +548,8 @@ def run_demo(flags: dict, live: bool) -> None:
         err_console.print(f"demo: filling the `dcode: fill` marker in {path.name} with {model.name} on {model.device}", markup=False)
         stream = propose(Request(str(path)), model, settings)
         proposal = drive(stream, model.tokenizer, settings, live, "fill stats.py")
-        show(proposal, proposal_view(proposal, model.tokenizer, settings), False, False)
+        show(proposal, proposal_view(proposal, model.tokenizer, settings), False, False, pending=False)
+    say("demo: nothing was written; `dcode fill FILE` proposes the same for a file of yours")
 
 
 @user_errors

@@ -185,6 +185,8 @@ class Completer:
     def answer_line(self, line: str) -> dict:
         if len(line.encode("utf-8", errors="replace")) > MAX_REQUEST_BYTES:
             return error_response("invalid_request", f"request larger than {MAX_REQUEST_BYTES} bytes")
+        if not line.strip():
+            return error_response("invalid_json", "empty request: expected a JSON object")
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -201,8 +203,6 @@ def serve_stdio(stdin: IO[str], stdout: IO[str], flags: dict[str, Any], jsonl: b
         response = completer.answer_line(stdin.read())
         emit(json.dumps(response) + "\n")
         return 0 if "error" not in response else (3 if response["error"]["code"] == "model_unavailable" else 2)
-    for line in stdin:
-        if not line.strip():
-            continue
+    for line in stdin:  # one response per line, a blank one included: editors pair them up by order
         emit(json.dumps(completer.answer_line(line)) + "\n")
     return 0

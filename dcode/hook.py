@@ -29,8 +29,12 @@ per commit), else from the model loaded in-process; see `HoleFiller`.
 
 The hook never stages or commits. It writes the fixed files through one undo-journal entry
 (`dcode undo` reverts the whole run), prints a summary and `git add` advice on stderr, and exits
-1 when it changed something (the pre-commit convention), else 0. No model or device: a warning
-and exit 0, or exit 3 with `strict`.
+1 when it changed something (the pre-commit convention), else 0. What it could not fix (a broken
+region no candidate repaired, a marker left unfilled, a partially staged file whose staged
+content needs work) also exits 1 with the reason, as ruff fails on what it could not fix: broken
+code is not committed quietly; `warn_only` makes that a warning. With a `review` (`hook run
+--review`), the fixes of all files are one change the user takes whole, by hunk, or not at all.
+No model or device: a warning and exit 0, or exit 3 with `strict`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from dcode.context import languages as L
 from dcode.context.languages import Language
+from dcode.edit.change import Change, FileEdit, apply_change
 from dcode.edit.files import atomic_write, content_hash, splice_fill
 from dcode.edit.journal import Journal, JournalEntry
 from dcode.edit.targets import Target, find_holes, read_source, scope_exit
@@ -86,6 +91,7 @@ class FileFix:
     new_text: str | None = None
     fixed: list[str] = field(default_factory=list)  # what new_text fixes
     unverified: list[str] = field(default_factory=list)  # what could not be fixed; left as is
+    held: bool = False  # skipped although its staged content needs work (it has unstaged changes)
 
     @property
     def changed(self) -> bool:
@@ -577,6 +583,8 @@ def _handle_file(
                 say(f"{rel}: the fix dcode wrote is not staged yet; `git add {shlex.quote(rel)}` to commit it")
             else:
                 say(f"skipped {rel}: {SKIP_PARTIAL}")
+            if staged is not None:  # what would be committed needs the fix: the commit must wait
+                return FileFix(path=path, original=staged, held=True)
         return None
     try:
         text = read_source(path)
@@ -600,6 +608,19 @@ def _report(root: Path, fixes: list[FileFix], write: bool, say: Callable[[str], 
             say(f"could not fix {rel}: {item}; left as is")
 
 
+def _stops_commit(root: Path, fixes: list[FileFix], warn_only: bool, say: Callable[[str], None]) -> bool:
+    """Whether what the hook could not fix stops the commit (with `warn_only` it is a warning)."""
+    names = [_rel(root, f.path) for f in fixes if f.unverified or f.held]
+    if not names:
+        return False
+    listed = f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} still broken (see above)"
+    if warn_only:
+        say(f"warning: {listed}; committing anyway (--warn-only)")
+        return False
+    say(f"commit stopped: {listed}; fix by hand, or `git commit --no-verify` to commit anyway")
+    return True
+
+
 def _model_unavailable(err: ModelError, strict: bool, say: Callable[[str], None]) -> int:
     if strict:
         say(f"error: cannot load the model: {err}")
@@ -618,11 +639,14 @@ def run_hook(
     out: TextIO | None = None,
     cwd: Path | None = None,
     max_attempts: int = DEFAULT_ATTEMPTS,
+    warn_only: bool = False,
+    review: Callable[[Change], list[Path]] | None = None,
 ) -> int:
     """The hook (`write=True`) or `check` (`write=False`: diffs on `out`, nothing written).
+    `review` takes the fixes of all files as one change and returns the files it wrote.
 
-    Returns the exit code: 1 when files were (or would be) changed, else 0; 3 for a missing
-    model with `strict`.
+    Returns the exit code: 1 when files were (or would be) changed or a staged file is left
+    broken (unless `warn_only`), else 0; 3 for a missing model with `strict`.
     """
     out = out if out is not None else sys.stdout
     cwd = (cwd or Path.cwd()).resolve()
@@ -642,9 +666,10 @@ def run_hook(
     except ModelError as err:  # nothing has been written yet: all writes happen below
         return _model_unavailable(err, strict, say)
     _report(root, fixes, write, say)
+    stop = _stops_commit(root, fixes, warn_only, say)
     changed = [f for f in fixes if f.changed]
     if not changed:
-        return EXIT_OK
+        return EXIT_CHANGED if stop else EXIT_OK
     rels = [_rel(root, f.path) for f in changed]
     if not write:
         for fix, rel in zip(changed, rels):
@@ -653,10 +678,15 @@ def run_hook(
         return EXIT_CHANGED
     # One journal entry for the whole run, so `dcode undo` reverts it at once; every file is
     # checked against what was read before any is written.
-    writes = {f.path: (content_hash(f.original.encode("utf-8")), (f.new_text or "").encode("utf-8")) for f in changed}
-    Journal(root).apply(JOURNAL_COMMAND, writes)
+    edits = [FileEdit(f.path, rel, content_hash(f.original.encode("utf-8")), f.new_text or "")
+             for f, rel in zip(changed, rels)]
+    change = Change(root, JOURNAL_COMMAND, edits)
+    written = review(change) if review is not None else [edit.path for edit, _ in apply_change(change)]
+    if not written:
+        return EXIT_CHANGED  # the fixes were not taken: what is staged still needs them
+    rels = [_rel(root, path) for path in written]
     say(
-        f"changed {len(changed)} file(s); review with `git diff`, then `git add {' '.join(map(shlex.quote, rels))}` "
+        f"changed {len(rels)} file(s); review with `git diff`, then `git add {' '.join(map(shlex.quote, rels))}` "
         "and commit again (`dcode undo` reverts this run)"
     )
     return EXIT_CHANGED

@@ -28,6 +28,12 @@ ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model di
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 NoServerOpt = Annotated[bool, typer.Option("--no-server", help="Do not use a running `dcode serve`; load the model here.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace a pre-commit hook dcode did not install (it is kept as a backup).")]
+WarnOnlyOpt = Annotated[bool, typer.Option(
+    "--warn-only", envvar="DCODE_HOOK_WARN_ONLY",
+    help="Let a commit through when a staged file is left broken (a warning instead of exit 1).")]
+ReviewOpt = Annotated[bool, typer.Option(
+    "--review", help="Review the fixes of all files as one change (accept all, some hunks, or none) before writing; "
+    "without a terminal they are kept pending for `dcode accept`.")]
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -50,10 +56,11 @@ def _flags(ctx: typer.Context, **kwargs: object) -> dict:
 
 
 @user_errors
-def _run(flags: dict, files: list[str] | None, *, write: bool, strict: bool, attempts: int, use_server: bool) -> int:
+def _run(flags: dict, files: list[str] | None, *, write: bool, strict: bool, attempts: int, use_server: bool,
+         warn_only: bool, review: bool = False) -> int:
     import os
 
-    from dcode.commands import err_console, load, settings_for
+    from dcode.commands import err_console, load, review_fixups, settings_for
     from dcode.hook import HoleFiller, run_hook
     from dcode.server import usable_server
 
@@ -61,27 +68,34 @@ def _run(flags: dict, files: list[str] | None, *, write: bool, strict: bool, att
     token = os.environ.get("DCODE_SERVE_TOKEN")
     find_server = (lambda: usable_server(flags, token)) if use_server else None
     filler = HoleFiller(settings, lambda: load(settings), find_server, token)
-    return run_hook(files or None, filler, write=write, strict=strict, console=err_console, max_attempts=attempts)
+    return run_hook(files or None, filler, write=write, strict=strict, console=err_console, max_attempts=attempts,
+                    warn_only=warn_only, review=review_fixups if review else None)
 
 
 @hook_app.command("run")
 def run(
     ctx: typer.Context, files: FilesArg = None, strict: StrictOpt = False, attempts: AttemptsOpt = 4,
     model: ModelOpt = None, device: DeviceOpt = None, no_server: NoServerOpt = False,
+    warn_only: WarnOnlyOpt = False, review: ReviewOpt = False,
 ) -> None:
-    """Fix staged files in place. Exits 1 when it changed files: review them, `git add`, commit again."""
+    """Fix staged files in place. Exits 1 when it changed files (review them, `git add`, commit again)
+    or left one broken."""
     flags = _flags(ctx, model=model, device=device)
-    raise typer.Exit(_run(flags, files, write=True, strict=strict, attempts=attempts, use_server=not no_server))
+    raise typer.Exit(_run(flags, files, write=True, strict=strict, attempts=attempts, use_server=not no_server,
+                          warn_only=warn_only, review=review))
 
 
 @hook_app.command("check")
 def check(
     ctx: typer.Context, files: FilesArg = None, strict: StrictOpt = False, attempts: AttemptsOpt = 4,
     model: ModelOpt = None, device: DeviceOpt = None, no_server: NoServerOpt = False,
+    warn_only: WarnOnlyOpt = False,
 ) -> None:
-    """Print the diff `dcode hook run` would apply and exit 1 if there is one; writes nothing."""
+    """Print the diff `dcode hook run` would apply; exit 1 if there is one or a file is left broken.
+    Writes nothing."""
     flags = _flags(ctx, model=model, device=device)
-    raise typer.Exit(_run(flags, files, write=False, strict=strict, attempts=attempts, use_server=not no_server))
+    raise typer.Exit(_run(flags, files, write=False, strict=strict, attempts=attempts, use_server=not no_server,
+                          warn_only=warn_only))
 
 
 @user_errors

@@ -956,9 +956,8 @@ def complete_stdio_with_server(stdin: IO[str], stdout: IO[str], flags: dict[str,
         response = answer(stdin.read())
         emit(response)
         return _exit_code(response)
-    for line in stdin:
-        if line.strip():
-            emit(answer(line))
+    for line in stdin:  # one response per line, as serve_stdio
+        emit(answer(line))
     return 0
 
 

@@ -6,14 +6,18 @@
 4. command-line flags
 
 Project files may tune decoding but cannot choose the model, device or dtype: a cloned repository
-must not decide which weights run on your machine. Unknown keys are an error.
+must not decide which weights run on your machine. Unknown keys are an error, and so is a value
+of the wrong type or out of range (`RULES`), in plain words and exit code 2.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,35 +72,97 @@ class Settings:
         return dataclasses.replace(opts, **overrides)
 
 
-FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+FIELDS = frozenset(f.name for f in dataclasses.fields(Settings))
+DTYPE_NAMES = ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16")  # dcode.model.device.DTYPES
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
-    """Check a value against the field's type; strings (from the environment) are parsed."""
-    kind = FIELD_TYPES[key]
-    optional = "None" in kind
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "") and optional):
-        if optional:
+@dataclass(frozen=True)
+class _Rule:
+    """What one setting may hold, and how to say so in plain words."""
+
+    kind: type  # bool, int, float or str
+    words: str
+    low: float | None = None
+    high: float | None = None
+    above_low: bool = False  # `low` itself is not allowed
+    optional: bool = False  # "none" (or an empty value) stands for None
+    valid: Callable[[str], bool] | None = None  # for strings
+
+    def allows(self, value: Any) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.above_low and value == self.low)):
+            return False
+        if self.high is not None and value > self.high:
+            return False
+        return self.valid is None or self.valid(value)
+
+
+def _whole(low: int, optional: bool = False) -> _Rule:
+    return _Rule(int, f"a whole number of at least {low}", low=low, optional=optional)
+
+
+def _fraction(optional: bool = False) -> _Rule:
+    return _Rule(float, "a number between 0 and 1", low=0, high=1, optional=optional)
+
+
+RULES: dict[str, _Rule] = {
+    "model": _Rule(str, "a model directory or name", optional=True),
+    "device": _Rule(str, "auto, cpu, cuda or cuda:N", valid=lambda v: _DEVICE.fullmatch(v) is not None),
+    "dtype": _Rule(str, "auto, float32, bfloat16 or float16", valid=lambda v: v in DTYPE_NAMES),
+    "int8": _Rule(bool, "true or false"),
+    "threshold": _fraction(optional=True),
+    "tokens_per_step": _whole(1, optional=True),
+    "steps": _whole(1, optional=True),
+    "block_size": _whole(1, optional=True),
+    "max_tokens": _whole(1),
+    "temperature": _Rule(float, "a number of at least 0", low=0),
+    "top_p": _Rule(float, "a number above 0 and at most 1", low=0, high=1, above_low=True),
+    "seed": _whole(0),
+    "cache": _Rule(bool, "true or false"),
+    "context_budget": _whole(1),
+    "low_confidence": _fraction(),
+    "live": _Rule(bool, "true or false"),
+}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _coerce(key: str, value: Any, source: str, text: bool = False) -> Any:
+    """Check a value against its setting's rule. `text` values (the environment) are parsed from
+    strings; values from TOML files and flags must already have the right type."""
+    rule = RULES[key]
+    if value is None or (rule.optional and isinstance(value, str) and value.lower() in ("none", "")):
+        if rule.optional:
             return None
         raise InputError(f"{source}: {key} cannot be empty")
+    parsed = _parse(rule, value, text)
+    if parsed is None or not rule.allows(parsed):
+        where = source if source.startswith("--") else f"{source}: {key}"  # a flag names itself
+        raise InputError(f"{where} must be {rule.words}, got {value!r}")
+    return parsed
+
+
+def _parse(rule: _Rule, value: Any, text: bool) -> Any:
+    """The value as the rule's type, or None when it is not one."""
+    if text and isinstance(value, str) and rule.kind is not str:
+        return _from_text(rule.kind, value.strip())
+    if rule.kind is bool or isinstance(value, bool):  # True is an int to Python, not a number to us
+        return value if rule.kind is bool and isinstance(value, bool) else None
+    if rule.kind is int:
+        return value if isinstance(value, int) else None
+    if rule.kind is float:
+        return float(value) if isinstance(value, (int, float)) else None
+    return value if isinstance(value, str) else None
+
+
+def _from_text(kind: type, text: str) -> Any:
+    if kind is bool:
+        return True if text.lower() in _TRUE else False if text.lower() in _FALSE else None
     try:
-        if kind.startswith("bool"):
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                return value.lower() in ("1", "true", "yes", "on")
-            raise ValueError
-        if kind.startswith("int"):
-            if isinstance(value, bool):
-                raise ValueError
-            return int(value)
-        if kind.startswith("float"):
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        return str(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{source}: {key} must be {kind}, got {value!r}") from None
+        return kind(text)
+    except ValueError:
+        return None
 
 
 def _read_toml(path: Path) -> dict:
@@ -111,7 +177,7 @@ def _read_toml(path: Path) -> dict:
 def _apply(values: dict, table: dict, source: str, allow_user_keys: bool, warnings: list[str]) -> None:
     for key, value in table.items():
         key = key.replace("-", "_")
-        if key not in FIELD_TYPES:
+        if key not in FIELDS:
             raise InputError(f"{source}: unknown setting {key!r}")
         if key in USER_ONLY_KEYS and not allow_user_keys:
             warnings.append(f"{source}: ignoring {key!r}: a project cannot choose the model, device or dtype")
@@ -155,8 +221,8 @@ def load_settings(
     for name, value in env.items():
         if name.startswith("DCODE_"):
             key = name[len("DCODE_"):].lower()
-            if key in FIELD_TYPES:
-                values[key] = _coerce(key, value, f"environment {name}")
+            if key in FIELDS:
+                values[key] = _coerce(key, value, f"environment {name}", text=True)
     for key, value in (flags or {}).items():
         if value is not None:
             values[key] = _coerce(key, value, f"--{key.replace('_', '-')}")

@@ -2,7 +2,8 @@
 
 A prompt-toolkit loop in the repository with history and completion of commands, paths and
 `path::Symbol` targets. The model is loaded once and stays loaded. After a proposal, single keys
-act on it: a accept, r reject, f refine, l refine chosen lines, k keep it pending. Ctrl-C stops
+act on it: a accept, h accept some hunks, e edit, r reject, f refine, l refine chosen lines, k keep
+it pending (the review is `commands.review_pending`, shared with one-shot `fill`). Ctrl-C stops
 a running generation and returns to the prompt; Ctrl-D or `exit` leaves.
 """
 
@@ -25,8 +26,8 @@ from dcode.errors import DcodeError, InputError
 COMMANDS = {
     "fill": "fill TARGET [INSTRUCTION]: fill a hole (marker, line, range, stub, syntax error)",
     "write": "write TARGET [INSTRUCTION]: write a function body (the instruction says what it should do)",
-    "refine": "refine [A-B] [--passes N]: refine the pending proposal (all weak tokens, or lines A-B)",
-    "accept": "accept: apply the pending proposal",
+    "refine": "refine [A-B] [--passes N]: refine the pending proposal (all weak tokens, or file lines A-B)",
+    "accept": "accept [HUNKS]: apply the pending proposal (or only hunks such as 1,3)",
     "reject": "reject: drop the pending proposal",
     "undo": "undo: restore the files of the last applied change",
     "context": "context TARGET: show the context the model would see",
@@ -34,7 +35,6 @@ COMMANDS = {
     "help": "help: this list",
     "exit": "exit: leave (Ctrl-D also works)",
 }
-REVIEW_KEYS = {"a": "accept", "r": "reject", "f": "refine", "l": "lines", "k": "keep"}
 
 
 class ShellCompleter(Completer):
@@ -84,8 +84,10 @@ class Shell:
             history=history, completer=ShellCompleter(self), complete_while_typing=False,
             input=input, output=output,
         )
+        from dcode.commands import PROPOSAL_KEYS
+
         keys = KeyBindings()
-        for key in REVIEW_KEYS:
+        for key in PROPOSAL_KEYS:
             keys.add(key)(lambda event, key=key: event.app.exit(result=key))
         keys.add("c-c")(lambda event: event.app.exit(result="k"))
         self.keys = PromptSession(key_bindings=keys, input=input, output=output)
@@ -133,19 +135,21 @@ class Shell:
             save_pending(proposal)
             self.review(proposal)
 
-    def refine(self, args: list[str], proposal=None) -> None:
+    def refine(self, args: list[str]) -> None:
+        """`refine [A-B] [--passes N]`: A-B are file lines, as the diff numbers them."""
         from dcode.commands import parse_line_range
-        from dcode.edit.proposal import load_pending, save_pending
+        from dcode.edit.proposal import load_proposal, save_pending
         from dcode.workflow import refine
 
-        passes, lines = 1, None
+        passes, span = 1, None
         it = iter(args)
         for arg in it:
             if arg == "--passes":
                 passes = int(next(it, "1"))
             else:
-                lines = parse_line_range(arg)
-        proposal = proposal or load_pending(self.root)
+                span = parse_line_range(arg, "lines")
+        proposal = load_proposal(self.root)
+        lines = proposal.fill_lines(proposal.original_text(), span) if span else None
         model = self.ensure_model()
         for _ in range(passes):
             refined = self.run_stream(refine(proposal, model, self.settings, lines=lines), "refine")
@@ -156,41 +160,24 @@ class Shell:
         self.review(proposal)
 
     def review(self, proposal) -> None:
-        """Show the pending diff; a single key decides what happens to it."""
-        from dcode.commands import parse_line_range, proposal_view
-        from dcode.edit.proposal import apply_proposal, clear_pending
-        from dcode.ui import render_diff
+        """Show the pending diff; single keys decide what happens to it."""
+        from dcode.commands import review_pending
 
-        diff, highlights, uncertain = proposal_view(proposal, self.model.tokenizer, self.settings)
-        render_diff(self.console, diff, highlights)
-        if uncertain:
-            self.console.print(f"uncertain: line(s) {', '.join(map(str, uncertain))}", markup=False)
-        key = self.keys.prompt("[a]ccept [r]eject re[f]ine refine [l]ines [k]eep > ")
-        if key == "a":
-            apply_proposal(proposal, f"accept {proposal.rel_path}")
-            clear_pending(proposal.root)
-            self.console.print(f"applied to {proposal.rel_path}", markup=False)
-        elif key == "r":
-            clear_pending(proposal.root)
-            self.console.print("rejected", markup=False)
-        elif key == "f":
-            self.refine([], proposal)
-        elif key == "l":
-            span = self.session.prompt("lines A-B > ")
-            parse_line_range(span)
-            self.refine([span], proposal)
-        else:
-            self.console.print("kept pending (accept / reject / refine later)", markup=False)
+        ui = ShellReview(self)
+        ui.show(proposal)
+        review_pending(proposal, ui, self.model.tokenizer)
+
+    def say(self, message: str) -> None:
+        self.console.print(message, markup=False, highlight=False)
 
     def simple(self, command: str, args: list[str]) -> None:
+        from dcode.commands import accept_pending, shown_path
+        from dcode.edit.change import parse_hunks
         from dcode.edit.journal import Journal
-        from dcode.edit.proposal import apply_proposal, clear_pending, load_pending
+        from dcode.edit.proposal import clear_pending, load_pending
 
         if command == "accept":
-            proposal = load_pending(self.root)
-            apply_proposal(proposal, f"accept {proposal.rel_path}")
-            clear_pending(self.root)
-            self.console.print(f"applied to {proposal.rel_path}", markup=False)
+            accept_pending(load_pending(self.root), parse_hunks(" ".join(args)) if args else None, self.say)
         elif command == "reject":
             if not clear_pending(self.root):
                 raise InputError("no pending proposal to reject")
@@ -198,7 +185,7 @@ class Shell:
         elif command == "undo":
             entry = Journal(self.root).undo()
             for f in entry.files:
-                self.console.print(f"restored {f.path}", markup=False)
+                self.say(f"restored {shown_path(f.path, self.root)}")
         elif command == "context":
             from dcode.context.gather import format_context
             from dcode.workflow import Request, context_for, resolve
@@ -254,3 +241,38 @@ class Shell:
                 self.console.print(f"error: {str(err).splitlines()[0]}", markup=False)
             except KeyboardInterrupt:
                 self.console.print("cancelled", markup=False)
+
+
+class ShellReview:
+    """The review's prompts and output in the shell: single keys, the session's line prompt, and
+    refinement that Ctrl-C cancels."""
+
+    def __init__(self, shell: Shell) -> None:
+        self.shell = shell
+
+    def key(self, keys: str) -> str:
+        from dcode.commands import review_prompt
+
+        return self.shell.keys.prompt(f"{review_prompt(keys)} > ")
+
+    def ask(self, question: str) -> str:
+        return self.shell.session.prompt(f"{question} > ")
+
+    def say(self, message: str) -> None:
+        self.shell.say(message)
+
+    def show(self, proposal) -> None:
+        from dcode.commands import proposal_view
+        from dcode.ui import render_diff
+
+        diff, highlights, uncertain = proposal_view(proposal, self.shell.model.tokenizer, self.shell.settings)
+        render_diff(self.shell.console, diff, highlights)
+        if uncertain:
+            self.say(f"uncertain: line(s) {', '.join(map(str, uncertain))}")
+        for note in proposal.notes:
+            self.say(f"note: {note}")
+
+    def refine(self, proposal, lines: tuple[int, int] | None):
+        from dcode.workflow import refine
+
+        return self.shell.run_stream(refine(proposal, self.shell.model, self.shell.settings, lines=lines), "refine")

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -18,6 +22,8 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
+
+from dcode.errors import InputError
 
 if TYPE_CHECKING:  # both import torch; the CLI's start-up should not
     from dcode.diffusion.sampler import HoleState
@@ -57,6 +63,25 @@ def unified_diff(rel_path: str, old: str, new: str) -> str:
         else:
             out.append(line + "\n\\ No newline at end of file\n")
     return "".join(out)
+
+
+def edit_text(text: str, suffix: str) -> str:
+    """`text` as the user leaves it in their editor ($VISUAL, else $EDITOR, else vi), opened on a
+    temporary file named with `suffix` so the editor knows the language."""
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+    with tempfile.TemporaryDirectory(prefix="dcode-edit-") as tmp:
+        path = Path(tmp) / f"proposal{suffix}"
+        path.write_bytes(text.encode("utf-8"))
+        try:
+            done = subprocess.run([*shlex.split(editor), str(path)])
+        except OSError as exc:
+            raise InputError(f"cannot run the editor {editor!r}: {exc.strerror or exc}") from None
+        if done.returncode != 0:
+            raise InputError(f"the editor {editor!r} exited with status {done.returncode}; nothing was changed")
+        try:
+            return path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("the edited text is not UTF-8; nothing was changed") from None
 
 
 def uncertain_spans(tokenizer: Tokenizer, ids: list[int], confidences: list[float], threshold: float) -> list[tuple[int, int]]:

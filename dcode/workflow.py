@@ -170,7 +170,7 @@ def propose_target(
         if isinstance(item, HoleState):
             yield item
             continue
-        item, note, outside = fit_to_scope(target, item, model.tokenizer)
+        item, note, outside = fit_to_scope(target, at_marker_indent(target, item, model.tokenizer), model.tokenizer)
         proposal = finish(
             Proposal(
                 path=target.path.resolve(), root=root, rel_path=path,
@@ -202,6 +202,37 @@ def instructed(target: Target, prefix: str, instruction: str | None, model: Load
     else:
         comment = f"{indent}{instruction.strip()}\n"
     return prefix[:line_start] + comment + prefix[line_start:], None
+
+
+def at_marker_indent(target: Target, result: Completion, tokenizer) -> Completion:
+    """A marker's fill at the marker's own indentation. The hole is the whole marker line, so the
+    model writes the indentation itself, and not always the file's (spaces for a tab); the fill's
+    first line is moved to the marker's indentation and every line at least as deep moves with
+    it. In Python a first line at column 0 under an indented marker is left alone: that is code
+    outside the marker's block, for the scope check to judge. The text is re-encoded; each new
+    token takes the lowest confidence of the tokens it comes from."""
+    first = next((line for line in result.text.splitlines() if line.strip()), None)
+    if target.kind != "marker" or first is None:
+        return result
+    own = INDENT.match(first).group()
+    if own == target.indent or (not own and target.language.name == "python"):
+        return result
+    lines: list[str] = []
+    origin: list[int] = []  # for each new character, the old one it comes from
+    position = 0
+    for line in result.text.splitlines(keepends=True):
+        if line.strip() and line.startswith(own):
+            lines.append(target.indent + line[len(own) :])
+            origin += [position] * len(target.indent) + list(range(position + len(own), position + len(line)))
+        else:
+            lines.append(line)
+            origin += list(range(position, position + len(line)))
+        position += len(line)
+    owner = [k for k, (a, b) in enumerate(tokenizer.char_spans(result.token_ids)) for _ in range(a, b)]
+    ids = tokenizer.encode("".join(lines))
+    confidences = [min((result.confidences[owner[origin[i]]] for i in range(a, b)), default=1.0)
+                   for a, b in tokenizer.char_spans(ids)]  # fmt: skip
+    return replace(result, text="".join(lines), token_ids=ids, confidences=confidences)
 
 
 def fit_to_scope(target: Target, result: Completion, tokenizer) -> tuple[Completion, str | None, str | None]:
@@ -250,7 +281,8 @@ def refine(
         if isinstance(item, HoleState):
             yield item
             continue
-        item, note, updated_problem = fit_to_scope(target, item, model.tokenizer)
+        item, note, updated_problem = fit_to_scope(target, at_marker_indent(target, item, model.tokenizer),
+                                                   model.tokenizer)
         updated = finish(proposal, item)
         updated.problem = updated_problem  # judged again on the refined text
         if note:

@@ -151,7 +151,7 @@ def test_refine_changes_only_the_pending_region(repo):
 
 def test_refine_lines_and_reject(repo):
     assert invoke("fill", "geo.py", "--diff").exit_code == 0
-    result = invoke("refine", "--lines", "1-1", "--diff")
+    result = invoke("refine", "--lines", "7-7", "--diff")  # the file's line 7, where the marker was
     assert result.exit_code == 0, result.output
     assert invoke("reject").exit_code == 0
     result = invoke("accept")
@@ -175,6 +175,7 @@ def test_file_changed_behind_dcodes_back_is_not_overwritten(repo):
         (lambda r: (r / "latin.py").write_bytes(b"x = '\xe9'\n"), "latin.py", "UTF-8"),
         (lambda r: None, "geo.py:999", "line"),
         (lambda r: None, "geo.py::nope", "nope"),
+        (lambda r: (r / "big.py").write_bytes(b"x = 1\n" * 400_000), "big.py", "larger than dcode's limit of 2 MiB"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(repo, setup, target, message):
@@ -184,6 +185,34 @@ def test_bad_input_exits_2_with_one_line(repo, setup, target, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dcode: error:") and message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fill", "geo.py", "--threshold", "abc"], "Invalid value for '--threshold'"),
+        (["fill", "geo.py", "--bogus"], "No such option: --bogus"),
+        (["undo", "-n", "0"], "Invalid value for '--steps' / '-n'"),
+        (["fill"], "Missing argument 'target'"),
+        (["--dtype", "float64", "fill", "geo.py"], "--dtype must be auto, float32, bfloat16 or float16"),
+        (["fill", "geo.py", "--steps", "0"], "--steps must be a whole number of at least 1, got 0"),
+        (["fill", "geo.py", "--temperature", "-1"], "--temperature must be a number of at least 0"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(repo, args, message):
+    result = run_dcode(*args, cwd=repo)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dcode: error:") and message in lines[0], result.stderr
+
+
+def test_a_bad_setting_in_the_project_is_a_usage_error(repo, monkeypatch):
+    monkeypatch.delenv("DCODE_MAX_TOKENS")
+    (repo / ".dcode.toml").write_text("max_tokens = 0\n")
+    result = run_dcode("fill", "geo.py", cwd=repo)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"dcode: error: {repo / '.dcode.toml'}: max_tokens must be a whole number of at least 1, got 0"]
 
 
 def test_missing_model_exits_3(repo, tmp_path):
@@ -203,16 +232,17 @@ def test_complete_round_trip(repo):
 
 def test_complete_jsonl_survives_malformed_lines(repo):
     good = json.dumps({"input_prefix": "x = ", "input_suffix": "\n", "n_predict": 8, "tokens_per_step": 1})
-    lines = "\n".join([good, "{not json", json.dumps({"input_prefix": 5}), good]) + "\n"
+    lines = "\n".join([good, "{not json", json.dumps({"input_prefix": 5}), "", good]) + "\n"
     result = run_dcode("complete", "--jsonl", cwd=repo, input=lines)
     assert result.returncode == 0, result.stderr
     out = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(out) == 4
+    assert len(out) == 5  # one response per line, a blank one included
     # one token per pass: at least as many passes as tokens kept (pads are committed too)
     assert "error" not in out[0] and out[0]["timings"]["forward_passes"] >= out[0]["tokens_predicted"]
     assert out[1]["error"]["code"] == "invalid_json"
     assert out[2]["error"]["code"] == "invalid_request"
-    assert out[3]["content"] == out[0]["content"]  # same request, same answer: deterministic
+    assert out[3]["error"]["code"] == "invalid_json" and "empty" in out[3]["error"]["message"]
+    assert out[4]["content"] == out[0]["content"]  # same request, same answer: deterministic
 
 
 def test_context_command(repo):
@@ -227,6 +257,13 @@ def test_info(repo, shipped_model):
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data["path"] == str(shipped_model.resolve()) and data["device"] == "cpu"
+    # Numbers for programs (a count, bytes), not display strings such as "4.01M" or "3.9 MiB".
+    assert isinstance(data["parameters"], int) and 1e6 < data["parameters"] < 1e8
+    assert isinstance(data["weights_on_disk"], int) and data["weights_on_disk"] > 2**20
+    assert isinstance(data["heads"], int) and isinstance(data["kv_heads"], int)
+    assert set(data["special_ids"]) >= {"mask", "pad", "eos"}
+    text = invoke("info").stdout
+    assert f"{data['parameters'] / 1e6:.2f}M" in text and " MiB" in text and "mask " in text
 
 
 def test_help_reads_well():

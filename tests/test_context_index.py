@@ -66,6 +66,28 @@ def test_binary_huge_generated_and_non_utf8_files_are_skipped(tmp_path: Path) ->
     assert index.files["script"].language == "python"
 
 
+def test_a_huge_file_is_skipped_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "huge"
+    root.mkdir()
+    (root / "ok.py").write_text("def ok():\n    return 1\n")
+    (root / "big.py").write_text("x = 1\n" * (index_module.MAX_FILE_BYTES // 6 + 10))
+    real_open, real_sha1 = open, index_module._sha1_of
+
+    def no_big_reads(path, *args, **kwargs):
+        assert not str(path).endswith("big.py"), "a file over the index's limit was read"
+        return real_open(path, *args, **kwargs)
+
+    def no_big_hashes(path):
+        assert not str(path).endswith("big.py"), "a file over the index's limit was hashed"
+        return real_sha1(path)
+
+    monkeypatch.setattr(index_module, "open", no_big_reads, raising=False)
+    monkeypatch.setattr(index_module, "_sha1_of", no_big_hashes)
+    assert RepoIndex.open(root).skipped == {"big.py": "huge"}
+    os.utime(root / "big.py", ns=(1, 1))  # same size, another mtime: still not read
+    assert RepoIndex.open(root).skipped == {"big.py": "huge"}
+
+
 def test_file_info_records_definitions_imports_and_references(tmp_path: Path) -> None:
     index = RepoIndex.open(copy_repo(tmp_path, "python"))
     report = index.files["shapes/report.py"]

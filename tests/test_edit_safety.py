@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import stat
 
 import pytest
@@ -70,6 +71,34 @@ def test_undo_refuses_to_clobber_later_edits(tmp_path):
     assert path.read_bytes() == b"one\n"
 
 
+def test_a_read_only_file_is_refused_with_nothing_written(tmp_path):
+    path = tmp_path / "a.py"
+    path.write_bytes(b"one\n")
+    path.chmod(0o444)
+    with pytest.raises(InputError, match=r"a\.py: read-only; not writing it"):
+        Journal(tmp_path).apply("test", {path: (content_hash(b"one\n"), b"two\n")})
+    assert path.read_bytes() == b"one\n" and stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert Journal(tmp_path).entries() == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to another owner needs root")
+def test_writes_and_undo_keep_mode_owner_and_group(tmp_path):
+    path = tmp_path / "a.py"
+    path.write_bytes(b"one\n")
+    os.chown(path, 4321, 4322)
+    path.chmod(0o640)
+    journal = Journal(tmp_path)
+    journal.apply("test", {path: (content_hash(b"one\n"), b"two\n")})
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (4321, 4322, 0o640)
+    os.chown(path, 0, 0)  # changed hands since dcode wrote it; the bytes are dcode's
+    path.chmod(0o600)
+    journal.undo()
+    st = path.stat()
+    assert path.read_bytes() == b"one\n"
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (4321, 4322, 0o640)
+
+
 def test_state_dir_outside_git_uses_xdg_state(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     project = tmp_path / "proj"
@@ -104,7 +133,60 @@ def test_unknown_and_mistyped_settings_are_errors(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="unknown setting 'thresold'"):
         load_settings(tmp_path, {}, env={})
     (tmp_path / ".dcode.toml").write_text('seed = "abc"\n')
-    with pytest.raises(InputError, match="seed must be int"):
+    with pytest.raises(InputError, match="seed must be a whole number"):
         load_settings(tmp_path, {}, env={})
-    with pytest.raises(InputError, match="DCODE_CACHE_DIR"):
-        load_settings(None, {}, env={"DCODE_CACHE_DIR": "maybe"})
+    with pytest.raises(InputError, match="environment DCODE_CACHE: cache must be true or false, got 'maybe'"):
+        load_settings(None, {}, env={"DCODE_CACHE": "maybe"})
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('cache = "no"', "cache must be true or false, got 'no'"),
+        ('live = "yes"', "live must be true or false"),
+        ("int8 = 1", "int8 must be true or false"),
+        ("seed = 1.5", "seed must be a whole number of at least 0, got 1.5"),
+        ("seed = -1", "seed must be a whole number of at least 0"),
+        ("steps = -3", "steps must be a whole number of at least 1, got -3"),
+        ("tokens_per_step = 0", "tokens_per_step must be a whole number of at least 1"),
+        ("block_size = 0", "block_size must be a whole number of at least 1"),
+        ("max_tokens = 0", "max_tokens must be a whole number of at least 1"),
+        ("context_budget = true", "context_budget must be a whole number of at least 1"),
+        ("threshold = 7", "threshold must be a number between 0 and 1, got 7"),
+        ('threshold = "0.5"', "threshold must be a number between 0 and 1"),
+        ("low_confidence = -0.1", "low_confidence must be a number between 0 and 1"),
+        ("temperature = -1", "temperature must be a number of at least 0"),
+        ("top_p = 5", "top_p must be a number above 0 and at most 1"),
+        ("top_p = 0", "top_p must be a number above 0 and at most 1"),
+        ("temperature = nan", "temperature must be a number of at least 0"),
+        ('dtype = "float64"', "dtype must be auto, float32, bfloat16 or float16, got 'float64'"),
+        ('device = "tpu"', "device must be auto, cpu, cuda or cuda:N, got 'tpu'"),
+        ("model = 3", "model must be a model directory or name"),
+    ],
+)
+def test_every_setting_is_checked_for_type_and_range(tmp_path, monkeypatch, line, message):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    (tmp_path / "cfg" / "dcode").mkdir(parents=True)
+    (tmp_path / "cfg" / "dcode" / "config.toml").write_text(line + "\n")
+    with pytest.raises(InputError) as err:
+        load_settings(None, {}, env={})
+    assert message in str(err.value) and "|" not in str(err.value)  # plain words, not Python types
+
+
+def test_flags_and_environment_values_are_checked_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "none"))
+    with pytest.raises(InputError, match="^--steps must be a whole number of at least 1, got 0$"):
+        load_settings(None, {"steps": 0}, env={})
+    with pytest.raises(InputError, match="^environment DCODE_TOP_P: top_p must be a number above 0 and at most 1"):
+        load_settings(None, {}, env={"DCODE_TOP_P": "1.5"})
+    settings, _ = load_settings(None, {"dtype": "bf16"}, env={"DCODE_THRESHOLD": "none", "DCODE_SEED": "7",
+                                                              "DCODE_TEMPERATURE": "1", "DCODE_LIVE": "off"})
+    assert (settings.dtype, settings.threshold, settings.seed, settings.temperature, settings.live) == (
+        "bf16", None, 7, 1.0, False)
+
+
+def test_the_dtype_names_settings_accept_are_the_ones_the_loader_knows():
+    from dcode.model.device import DTYPES
+    from dcode.settings import DTYPE_NAMES
+
+    assert set(DTYPE_NAMES) == {"auto", *DTYPES}

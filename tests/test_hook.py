@@ -114,12 +114,14 @@ class Loader:
 
 
 def hook(loader: Loader, *, write: bool = True, strict: bool = False, files: list[str] | None = None,
-         attempts: int = 4, server: Callable[[], ServerInfo | None] | None = None) -> tuple[int, str, str]:
+         attempts: int = 4, server: Callable[[], ServerInfo | None] | None = None, warn_only: bool = False,
+         review: Callable | None = None) -> tuple[int, str, str]:
     """(exit code, stderr messages, stdout) of one hook run in the current directory."""
     err, out = io.StringIO(), io.StringIO()
     console = Console(file=err, width=400, no_color=True)
     filler = HoleFiller(Settings(max_tokens=64), loader, server)
-    code = run_hook(files, filler, write=write, strict=strict, console=console, out=out, max_attempts=attempts)
+    code = run_hook(files, filler, write=write, strict=strict, console=console, out=out, max_attempts=attempts,
+                    warn_only=warn_only, review=review)
     return code, err.getvalue(), out.getvalue()
 
 
@@ -153,7 +155,7 @@ def test_staged_syntax_error_is_repaired_and_a_second_run_changes_nothing(repo, 
 
     after_first = path.read_bytes()
     code, messages, _ = hook(loader)
-    assert code == 0
+    assert code == 1  # what would be committed is still broken
     assert path.read_bytes() == after_first and index_blob(repo, "calc.py") == BROKEN
     assert len(Journal(repo).entries()) == 1  # nothing new recorded
     assert "fix dcode wrote is not staged yet" in messages
@@ -183,21 +185,41 @@ def test_a_fill_that_runs_past_its_function_is_cut_at_the_functions_end(repo, em
     assert path.read_text(encoding="utf-8") == STUBS_FILLED
 
 
-def test_a_fix_that_does_not_parse_is_not_written(repo, emitting):
+def test_a_fix_that_does_not_parse_is_not_written_and_the_commit_stops(repo, emitting):
     path = stage(repo, "calc.py", BROKEN)
     model = emitting("def add(a, b:\n    ((((\n")
     code, messages, _ = hook(Loader(model), attempts=4)
-    assert code == 0
+    assert code == 1  # as ruff fails on what it could not fix: broken code is not committed quietly
     assert path.read_text(encoding="utf-8") == BROKEN
     assert "could not fix calc.py: syntax error at lines 4-5" in messages and "left as is" in messages
+    assert "commit stopped: calc.py is still broken" in messages
     assert len(model.net.calls) == 4  # bounded: one denoising run per attempt
     assert Journal(repo).entries() == []
+
+    code, messages, _ = hook(Loader(model), attempts=1, warn_only=True)
+    assert code == 0 and "warning: calc.py is still broken" in messages
+    assert "could not fix calc.py: syntax error at lines 4-5" in messages
+
+
+def test_the_cli_hook_fails_on_what_it_cannot_fix_and_says_why(repo, emitting, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dcode.cli import app
+
+    stage(repo, "calc.py", BROKEN)
+    model = emitting("def add(a, b:\n    ((((\n")
+    monkeypatch.setattr("dcode.commands.load", lambda settings: model)
+    result = CliRunner().invoke(app, ["hook", "run", "--no-server", "--attempts", "1"])
+    assert result.exit_code == 1
+    assert "could not fix calc.py: syntax error at lines 4-5" in result.stderr
+    result = CliRunner().invoke(app, ["hook", "check", "--no-server", "--attempts", "1", "--warn-only"])
+    assert result.exit_code == 0 and "warning: calc.py is still broken" in result.stderr
 
 
 def test_a_repair_that_deletes_the_broken_code_is_not_written(repo, emitting):
     path = stage(repo, "calc.py", BROKEN)
     code, messages, _ = hook(Loader(emitting("pass\n")), attempts=2)  # parses, but `add` is gone
-    assert code == 0
+    assert code == 1
     assert path.read_text(encoding="utf-8") == BROKEN
     assert "could not fix calc.py" in messages
 
@@ -206,7 +228,7 @@ def test_a_fill_that_python_rejects_is_not_written(repo, emitting):
     # tree-sitter accepts `return` at module level; compile() does not.
     path = stage(repo, "script.py", "import sys\n# dcode: fill\n")
     code, messages, _ = hook(Loader(emitting("return 1\n")), attempts=2)
-    assert code == 0
+    assert code == 1
     assert path.read_text(encoding="utf-8") == "import sys\n# dcode: fill\n"
     assert "could not fix script.py: marker at line 2" in messages
 
@@ -220,7 +242,7 @@ def test_partially_staged_file_is_skipped_and_keeps_its_unstaged_edits(repo, emi
     loader = Loader(emitting(REPAIR))
 
     code, messages, _ = hook(loader)
-    assert code == 0
+    assert code == 1  # calc.py's staged content is broken and was not fixed
     assert path.read_bytes() == worktree  # byte-exact
     assert index_blob(repo, "calc.py") == BROKEN
     assert "skipped calc.py: it has unstaged changes; stage or stash them, then commit again" in messages
@@ -251,6 +273,49 @@ def test_undo_reverts_the_whole_hook_run(repo, emitting):
     assert entry.command == "hook run"
     assert a.read_text(encoding="utf-8") == BROKEN
     assert b.read_text(encoding="utf-8") == BROKEN.replace("import os", "import re")
+
+
+def review_with(monkeypatch, answers: str) -> Callable:
+    """The CLI's review of the hook's fix-ups, on a pretend terminal that types `answers`."""
+    from dcode.commands import review_fixups
+
+    monkeypatch.setattr("dcode.commands.interactive", lambda: True)
+    monkeypatch.setattr("sys.stdin", io.StringIO(answers))
+    return review_fixups
+
+
+def test_one_review_for_fixes_across_files_applies_the_chosen_hunks(repo, emitting, monkeypatch, capsys):
+    a = stage(repo, "a.py", BROKEN)
+    b = stage(repo, "b.py", BROKEN.replace("import os", "import re"))
+    code, messages, _ = hook(Loader(emitting(REPAIR)), review=review_with(monkeypatch, "h\n2\n"))
+    assert code == 1
+    shown = capsys.readouterr()
+    assert "+++ b/a.py\n@@ -2,4 +2,4 @@ hunk 1\n" in shown.out and "+++ b/b.py\n@@ -2,4 +2,4 @@ hunk 2\n" in shown.out
+    assert "accept [h]unks" in shown.err and "applied hunk 2 to b.py" in shown.err
+    assert a.read_text(encoding="utf-8") == BROKEN  # hunk 1 was not taken
+    assert b.read_text(encoding="utf-8") == FIXED.replace("import os", "import re")
+    assert "changed 1 file(s)" in messages and "git add b.py" in messages
+    assert len(Journal(repo).entries()) == 1
+    Journal(repo).undo()
+    assert b.read_text(encoding="utf-8") == BROKEN.replace("import os", "import re")
+
+
+def test_fixes_kept_pending_are_accepted_later_by_hunk(repo, emitting, monkeypatch):
+    from typer.testing import CliRunner
+
+    from dcode.cli import app
+
+    a = stage(repo, "a.py", BROKEN)
+    b = stage(repo, "b.py", BROKEN.replace("import os", "import re"))
+    assert hook(Loader(emitting(REPAIR)), review=review_with(monkeypatch, "k\n"))[0] == 1
+    assert a.read_text(encoding="utf-8") == BROKEN and Journal(repo).entries() == []
+    assert CliRunner().invoke(app, ["refine"]).exit_code == 2  # fix-ups are accepted or rejected, not refined
+    result = CliRunner().invoke(app, ["accept", "--hunks", "1"])
+    assert result.exit_code == 0, result.output
+    assert a.read_text(encoding="utf-8") == FIXED
+    assert b.read_text(encoding="utf-8") == BROKEN.replace("import os", "import re")
+    assert Journal(repo).undo().command == "hook run"
+    assert a.read_text(encoding="utf-8") == BROKEN
 
 
 def test_files_argument_limits_the_run(repo, emitting):

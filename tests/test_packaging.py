@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import fnmatch
 import sys
+import warnings
 from pathlib import Path
+
+import pytest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,3 +39,19 @@ def test_shipped_model_respects_the_size_budget():
     files = [p for p in (ROOT / "weights").rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) <= 40 * 2**20
     assert all(p.stat().st_size < 15 * 2**20 for p in files)
+
+
+def test_the_project_table_builds_without_deprecation_notices():
+    """setuptools boxes a notice on every install for a `license = {text = ...}` table; an SPDX
+    string needs setuptools >= 77, which the build system must then ask for."""
+    pytest.importorskip("setuptools", minversion="77")  # a venv of Python >= 3.12 has none
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), ROOT / "pyproject.toml")
+    assert [str(w.message).splitlines()[0] for w in caught] == []
+    assert dist.metadata.license_expression == "Apache-2.0"
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert "setuptools>=77" in requires

@@ -582,8 +582,9 @@ def test_complete_uses_a_running_server(start, flags):
     assert server.model_calls == 1
     lines = "\n".join([json.dumps(REQUEST), "{broken", "", json.dumps({**REQUEST, "seed": 3})]) + "\n"
     code, responses = run_complete(flags, lines, jsonl=True)
-    assert code == 0 and len(responses) == 3
-    assert responses[1]["error"]["code"] == "invalid_json" and "error" not in responses[2]
+    assert code == 0 and len(responses) == 4  # one per line, the blank one included
+    assert responses[1]["error"]["code"] == responses[2]["error"]["code"] == "invalid_json"
+    assert "error" not in responses[3]
     assert server.model_calls == 3
     code, (response,) = run_complete(flags, json.dumps({"input_prefix": 1}))
     assert code == 2 and response["error"]["code"] == "invalid_request"

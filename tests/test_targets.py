@@ -203,6 +203,19 @@ def test_marker_alone_in_a_python_body_keeps_its_function_scope(tmp_path: Path) 
     assert [h.kind for h in holes] == ["marker", "stub"]  # g's pass; no spurious syntax error
 
 
+@pytest.mark.parametrize("docstring", ['    """Return twice x."""\n', ""])
+@pytest.mark.parametrize("mode", ["fill", "write"])
+def test_a_named_target_whose_body_holds_a_marker_is_the_marker_line(tmp_path: Path, docstring: str, mode: str) -> None:
+    from dcode.workflow import Request, resolve
+
+    write(tmp_path, "m.py", f"def double(x):\n{docstring}    # dcode: fill times two\n\n\ny = 1\n")
+    bare = resolve_target("m.py", tmp_path)
+    target = resolve(Request(str(tmp_path / "m.py::double"), mode))
+    assert (target.kind, target.start, target.end, target.hint) == ("marker", bare.start, bare.end, "times two")
+    assert target.hole == "    # dcode: fill times two\n" and target.symbol == "double"
+    assert [s.qualname for s in target.scopes] == ["double"]
+
+
 def test_marker_inside_a_call_is_not_patched_into_a_statement() -> None:
     source = "def f():\n    x = foo(\n        1,\n        # dcode: fill more args\n    )\n    return x\n"
     holes = find_holes(source, get_language("python"))
@@ -383,6 +396,20 @@ def test_read_source_errors(tmp_path: Path) -> None:
         assert "\n" not in str(info.value) and name in str(info.value)
     with pytest.raises(InputError, match="binary file"):
         resolve_target("bin.dat:1", tmp_path)
+
+
+def test_files_over_the_size_limit_are_refused_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcode.edit import targets
+
+    line = b"x = 1\n"
+    path = write(tmp_path, "big.py", line * (targets.MAX_FILE_BYTES // len(line) + 1))
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("a file over the limit was read"))
+    with pytest.raises(InputError, match=r"^.*big\.py is 2\.0 MiB: larger than dcode's limit of 2 MiB") as info:
+        resolve_target("big.py", tmp_path)
+    assert "\n" not in str(info.value)
+    monkeypatch.undo()
+    path.write_bytes(line * (targets.MAX_FILE_BYTES // len(line)))  # at the limit: fine
+    assert resolve_target("big.py:1", tmp_path).hole == "x = 1\n"
 
 
 def test_read_source_keeps_crlf(tmp_path: Path) -> None:

@@ -78,3 +78,19 @@ def test_an_instruction_reaches_a_base_model_as_a_comment_above_the_hole(stats_f
     assert '    """Mean."""\n    # use the built-in sum\n' in seen  # just above the hole, at its indent
     assert proposal.instruction == "use the built-in sum"
     assert proposal.new_text(STUB) == STUB.replace("    # dcode: fill\n", BODY)  # the comment is not written
+
+
+def test_a_marker_fill_keeps_the_markers_own_indentation(tmp_path, cache_home, emitting):
+    source = "package main\n\nfunc double(x int) int {\n\t// dcode: fill\n}\n"
+    path = tmp_path / "double.go"
+    path.write_text(source, encoding="utf-8")
+    model = emitting("  x = 9\n  if x {\n    x = 1\n  }\n  return x\n")  # the model's own indentation
+    proposal = final(path, model)
+    # The fill moves to the marker's tab; deeper lines keep their depth below it.
+    assert proposal.fill == "\tx = 9\n\tif x {\n\t  x = 1\n\t}\n\treturn x\n"
+    assert model.tokenizer.decode(proposal.token_ids) == proposal.fill
+    assert len(proposal.confidences) == len(proposal.token_ids)
+    assert final(path, emitting("return x\n")).fill == "\treturn x\n"  # column 0 too: braces, not indentation, scope Go
+    single = final(path, emitting("  return x * 2\n"))
+    items = list(refine(single, emitting("  return x + x\n"), Settings(max_tokens=48), lines=(1, 1)))
+    assert items[-1].fill == "\treturn x + x\n"

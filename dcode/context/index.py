@@ -234,9 +234,13 @@ def index_file(root: str, rel: str) -> dict[str, Any]:
     """Read, classify and analyse one file into a cache entry. Runs in worker processes too."""
     path = os.path.join(root, rel)
     st = os.stat(path)
+    entry: dict[str, Any] = {"m": st.st_mtime_ns, "s": st.st_size}
+    if st.st_size > MAX_FILE_BYTES:  # skipped unread: reading and hashing it is the cost to avoid
+        entry["x"] = "huge"
+        return entry
     with open(path, "rb") as handle:
         data = handle.read()
-    entry: dict[str, Any] = {"m": st.st_mtime_ns, "s": st.st_size, "h": hashlib.sha1(data).hexdigest()}
+    entry["h"] = hashlib.sha1(data).hexdigest()
     reason = skip_reason(rel, data)
     text = ""
     if reason is None:
@@ -403,7 +407,7 @@ def _reuse_entries(
         racy = old.get("m", 0) >= written_at - RACY_WINDOW_NS  # same-tick edits keep mtime+size
         if old.get("m") == st.st_mtime_ns and old.get("s") == st.st_size and not racy:
             entries[rel] = old
-        elif old.get("s") == st.st_size and _sha1_of(root / rel) == old.get("h"):
+        elif old.get("s") == st.st_size and "h" in old and _sha1_of(root / rel) == old["h"]:
             entries[rel] = {**old, "m": st.st_mtime_ns}
             # Rewrite once the file is old enough that the new cache will trust its mtime.
             changed = changed or time.time_ns() - st.st_mtime_ns > RACY_WINDOW_NS

@@ -1,4 +1,5 @@
-"""Safe file writes: atomic, mode-preserving, refusing to overwrite a file changed behind us.
+"""Safe file writes: atomic, keeping mode, owner and group, refusing to overwrite a file changed
+behind us or one marked read-only.
 
 Every write first records an undo entry in the journal (see `journal.py`), then replaces the file
 through a temporary file in the same directory and `os.replace`, so a crash leaves either the old
@@ -11,6 +12,7 @@ import hashlib
 import os
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from dcode.errors import InputError
@@ -47,25 +49,71 @@ def splice_fill(text: str, start: int, end: int, fill: str) -> str:
     return text[:start] + fill.replace("\n", newline_style(text)) + text[end:]
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically, keeping its permission bits."""
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else 0o644
+@dataclass(frozen=True)
+class FileMeta:
+    """What a rewrite must carry over besides the bytes: permission bits, owner and group."""
+
+    mode: int
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, path: Path) -> "FileMeta | None":
+        """The file's metadata, or None when there is no file."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return cls(stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid)
+
+    def give_to(self, path: Path) -> None:
+        # The replacement file is created by us: without chown, root editing a user's file would
+        # leave it owned by root. Only root (or an owner choosing one of its groups) may chown;
+        # otherwise the file becomes ours, as with any editor that writes a new file.
+        st = path.stat()
+        if (st.st_uid, st.st_gid) != (self.uid, self.gid):
+            try:
+                os.chown(path, self.uid, self.gid)
+            except PermissionError:
+                pass
+        os.chmod(path, self.mode)  # after chown, which may clear set-id bits
+
+
+def check_writable(path: Path) -> None:
+    """Refuse a file marked read-only. Replacing it through a temporary file would succeed (that
+    needs only the directory), so the mode is asked directly; root passes `os.access`, hence the
+    write bits too."""
+    meta = FileMeta.of(path)
+    if meta is not None and (not meta.mode & 0o222 or not os.access(path, os.W_OK)):
+        raise InputError(f"{path}: read-only; not writing it (make it writable first, e.g. chmod u+w)")
+
+
+def atomic_write(path: Path, data: bytes, meta: FileMeta | None = None) -> None:
+    """Replace `path` with `data` atomically, keeping its permission bits, owner and group (or
+    giving it `meta`'s); a new file gets 0644."""
+    meta = meta or FileMeta.of(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".dcode-tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+        if meta is None:
+            os.chmod(tmp, 0o644)  # mkstemp's 0600 is for the temporary file, not for the result
+        else:
+            meta.give_to(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def check_unchanged(path: Path, expected_hash: str) -> bytes:
-    """The file's current bytes, or an error if they differ from what was read before."""
+def check_unchanged(path: Path, expected_hash: str, shown: str) -> bytes:
+    """The bytes of a file a pending change was made from, or an error if they differ from what
+    was read then (`shown` names the file). Repeating the command cannot help then: the change
+    itself is stale."""
     data = read_bytes(path)
     if content_hash(data) != expected_hash:
-        raise InputError(f"{path}: changed since dcode read it; not overwriting (run the command again)")
+        raise InputError(f"{shown}: changed since dcode read it, so the pending change no longer applies; "
+                         "`dcode reject` drops it (then fill, write or `hook run` again)")
     return data

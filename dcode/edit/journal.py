@@ -1,4 +1,5 @@
-"""The undo journal: one JSON entry per applied change, holding each file's previous bytes.
+"""The undo journal: one JSON entry per applied change, holding each file's previous bytes and
+its mode, owner and group.
 
 Kept in `.git/dcode/journal/` inside a git repository (works without any commit), else in
 `$XDG_STATE_HOME/dcode/<hash of the directory>/journal/`. `undo` restores the newest entry's
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcode.edit.files import atomic_write, content_hash, read_bytes
+from dcode.edit.files import FileMeta, atomic_write, check_writable, content_hash, read_bytes
 from dcode.errors import InputError
 
 
@@ -33,6 +34,7 @@ class FileChange:
     path: Path
     before: bytes | None  # None: the file did not exist
     after_hash: str
+    meta: FileMeta | None = None  # what undo gives the file back (None: the file did not exist)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class JournalEntry:
                     "path": str(f.path),
                     "before": None if f.before is None else base64.b64encode(f.before).decode("ascii"),
                     "after_hash": f.after_hash,
+                    "meta": None if f.meta is None else [f.meta.mode, f.meta.uid, f.meta.gid],
                 }
                 for f in self.files
             ],
@@ -64,6 +67,7 @@ class JournalEntry:
                 Path(f["path"]),
                 None if f["before"] is None else base64.b64decode(f["before"]),
                 f["after_hash"],
+                FileMeta(*f["meta"]) if f.get("meta") else None,  # entries written before dcode kept it
             )
             for f in data["files"]
         ]
@@ -95,7 +99,8 @@ class Journal:
             current_hash = content_hash(current) if current is not None else ""
             if current_hash != read_hash:
                 raise InputError(f"{path}: changed since dcode read it; not overwriting (run the command again)")
-            changes.append(FileChange(path.resolve(), current, content_hash(new)))
+            check_writable(path)
+            changes.append(FileChange(path.resolve(), current, content_hash(new), FileMeta.of(path)))
         entry = self.record(command, changes)
         for path, (_, new) in writes.items():
             atomic_write(path, new)
@@ -116,6 +121,6 @@ class Journal:
             if f.before is None:
                 f.path.unlink(missing_ok=True)
             else:
-                atomic_write(f.path, f.before)
+                atomic_write(f.path, f.before, f.meta)
         entries[-1].unlink()
         return entry

@@ -6,7 +6,7 @@ Target forms (see `resolve_target`):
 * `path:START-END`     whole lines START..END, inclusive
 * `path:LINE:COL`      an empty insertion point before column COL (1-based, in characters)
 * `path::Class.method` the body of a definition after its docstring (`::` also separates C++/Rust
-                       scopes: `path::ns::Class::method`)
+                       scopes: `path::ns::Class::method`); its first hole marker when it has one
 * `path`               the first hole marker, else the first stub body, else the first syntax error
 
 Hole marker: a line whose only content is a comment `dcode: fill` in the language's comment
@@ -33,6 +33,9 @@ from dcode.context.languages import Language
 from dcode.errors import InputError
 
 TARGET_KINDS = ("line", "range", "symbol", "marker", "stub", "syntax_error", "position")
+# Larger files are refused before they are read: parsing, context, verification and the diff
+# each go over the whole file, so a 50 MB file took minutes and gigabytes before any proposal.
+MAX_FILE_BYTES = 2 * 2**20
 SPEC_HELP = "expected PATH, PATH:LINE, PATH:LINE:COL, PATH:START-END or PATH::SYMBOL"
 
 
@@ -113,6 +116,10 @@ def read_source(path: Path | str) -> str:
     if path.is_dir():
         raise InputError(f"{path} is a directory, not a file")
     try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise InputError(f"{path} is {size / 2**20:.1f} MiB: larger than dcode's limit of "
+                             f"{MAX_FILE_BYTES // 2**20} MiB for a file it edits")
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -371,11 +378,13 @@ class _Document:
 # --------------------------------------------------------------------------------------------
 
 
+def _marker_target(doc: _Document, m: _Marker, **extra: Any) -> Target:
+    return doc.make(m.start, m.end, "marker", indent=m.indent, hint=m.hint, scopes=doc.scopes_at(m.start, m.end),
+                    **extra)  # fmt: skip
+
+
 def _marker_targets(doc: _Document) -> list[Target]:
-    return [
-        doc.make(m.start, m.end, "marker", indent=m.indent, hint=m.hint, scopes=doc.scopes_at(m.start, m.end))
-        for m in doc.markers
-    ]
+    return [_marker_target(doc, m) for m in doc.markers]
 
 
 def _empty_body_insertion(doc: _Document, body: tree_sitter.Node, after: tree_sitter.Node | None) -> tuple[int, str]:
@@ -671,6 +680,13 @@ def _symbol_target(doc: _Document, symbol: str) -> Target:
         lines = ", ".join(str(d.node.start_point[0] + 1) for d in with_body)
         raise InputError(f"symbol '{symbol}' is ambiguous in {doc.path} (lines {lines}); point at a line instead")
     defn = with_body[0]
+    assert defn.body is not None
+    # A marker in the body says where the code goes, as for `fill PATH`. (Python's parse sees it
+    # as `pass`, so the body's statements would otherwise end inside the comment.)
+    body_start, body_end = doc.char(defn.body.start_byte), doc.char(defn.body.end_byte)
+    marker = next((m for m in doc.markers if body_start <= m.content_start < body_end), None)
+    if marker is not None:
+        return _marker_target(doc, marker, symbol=defn.qualname)
     start, end, indent = _body_hole(doc, defn)
     extra: dict[str, Any] = {"scopes": doc.chain_of(defn), "symbol": defn.qualname}
     if indent is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from dcode.model.checkpoint import weights_size
 from dcode.model.config import ModelConfig, read_config_json
@@ -23,22 +24,36 @@ def describe(model: str | None, device: str | None, dtype: str | None) -> dict:
         cfg = ModelConfig.load(model_dir / "config.json")
         facts = {
             "family": cfg.family,
-            "parameters": f"{cfg.num_parameters() / 1e6:.2f}M",
+            "parameters": cfg.num_parameters(),
             "layers": cfg.n_layers,
             "dim": cfg.dim,
-            "heads": f"{cfg.n_heads} (kv {cfg.n_kv_heads})",
+            "heads": cfg.n_heads,
+            "kv_heads": cfg.n_kv_heads,
             "context_length": cfg.max_seq_len,
             "vocab": cfg.vocab_size,
-            "special_ids": f"mask {cfg.mask_id}, pad {cfg.pad_id}, eos {cfg.eos_id}",
+            "special_ids": {"mask": cfg.mask_id, "pad": cfg.pad_id, "eos": cfg.eos_id},
         }
-    for key in ("checkpoint_bytes", "weights_bf16", "weights_int8", "memory_bf16", "memory_int8"):
-        if isinstance(facts.get(key), int):
-            facts[key] = f"{facts[key] / 1e9:.2f} GB" if facts[key] >= 1e8 else f"{facts[key] / 2**20:.2f} MiB"
     return {
         "model": model_dir.name,
         "path": str(Path(model_dir).resolve()),
         **facts,
-        "weights_on_disk": f"{weights_size(model_dir) / 2**20:.1f} MiB",
+        "weights_on_disk": weights_size(model_dir),
         "device": str(dev),
         "dtype": str(dt).removeprefix("torch."),
     }
+
+
+# Facts that are sizes in bytes (`dcode info --json` gives them as numbers; people read units).
+BYTE_FACTS = frozenset({"checkpoint_bytes", "weights_bf16", "weights_int8", "memory_bf16", "memory_int8",
+                        "weights_on_disk"})  # fmt: skip
+
+
+def readable(key: str, value: Any) -> str:
+    """One fact as `dcode info` prints it for people."""
+    if key in BYTE_FACTS and isinstance(value, int):
+        return f"{value / 1e9:.2f} GB" if value >= 1e8 else f"{value / 2**20:.2f} MiB"
+    if key == "parameters" and isinstance(value, int):
+        return f"{value / 1e9:.2f}B" if value >= 1e9 else f"{value / 1e6:.2f}M"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+    return str(value)
