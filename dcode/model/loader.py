@@ -39,17 +39,24 @@ def default_model_dir() -> Path:
 
 
 def resolve_model_dir(path: str | os.PathLike | None) -> Path:
-    """An explicit path, else $DCODE_MODEL, else the shipped default."""
+    """An explicit path, else $DCODE_MODEL, else the shipped default. A plain name is a shipped
+    model (dcode-small) or one `dcode pull` fetched (dream-coder, or a repository's name)."""
     if path is None:
         path = os.environ.get("DCODE_MODEL") or None
     if path is None:
         return default_model_dir()
     model_dir = Path(path).expanduser()
     if not model_dir.is_dir():
+        from dcode.model.hub import not_pulled_hint, pulled_dir  # no torch, no huggingface_hub
+
+        name = str(path)
         shipped = shipped_weights_root()
-        if shipped is not None and str(path) and "/" not in str(path) and (shipped / str(path)).is_dir():
-            return shipped / str(path)  # a shipped model by name, e.g. dcode-small
-        raise ModelError(f"{model_dir}: model directory not found")
+        if shipped is not None and name and "/" not in name and (shipped / name).is_dir():
+            return shipped / name  # a shipped model by name, e.g. dcode-small
+        pulled = pulled_dir(name)
+        if pulled is not None:
+            return pulled
+        raise ModelError(not_pulled_hint(name) or f"{model_dir}: model directory not found")
     return model_dir
 
 
