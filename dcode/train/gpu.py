@@ -1,14 +1,16 @@
 """The dcode-small GPU run in one command: base, data, adapter training, export, evaluation.
 
 A lent GPU machine has no network and takes at most 64 MiB of working tree per call, and the
-base GGUF is 94 MiB, so the base travels in parts over two calls (`split` here, `run --parts`
-there joins them and checks the sha256 that base.json pins). Each export of the adapter is
+base GGUF is 94 MiB, so the base travels in parts, one per call while the machine stays warm
+(`split` here; `run --parts` there joins them and checks the sha256 that base.json pins). Each export of the adapter is
 copied out (its shards as they are, the rest in one tar: a call brings back at most 8 files of
 16 MiB), so a call cut at its time limit still brings an adapter back. The run ends with `dcode eval` for the new adapter, the
 shipped dcode-mini and the base read left to right with token healing, and a short table.
 
-    python -m dcode.train.gpu split .gpu                         # here: .gpu/base.part0, part1
-    python -m dcode.train.gpu run --parts .gpu --out "$OUT" --minutes 5.5   # there
+    python -m dcode.train.gpu split .gpu                         # here: .gpu/0/, .gpu/1/, .gpu/2/
+    python -m dcode.train.gpu run --parts .gpu --out "$OUT" --minutes 5.5   # there, last call
+
+weights/dcode-small/README.md gives the device calls in full.
 """
 
 from __future__ import annotations
@@ -27,20 +29,23 @@ from dcode.errors import ModelError
 from dcode.model.base import BaseManifest, base_path, locate_base
 from dcode.train.adapt import AdaptConfig, adapt
 
-PART_BYTES = 48 * 1024 * 1024
+# A device call carries at most 64 MiB of working tree, and the tracked tree (the shipped
+# weights included) is about 27 MB of it: 32 MiB parts leave room to spare.
+PART_BYTES = 32 * 1024 * 1024
 SMALL = Path(__file__).resolve().parents[2] / "weights" / "dcode-small"
 MINI = SMALL.parent / "dcode-mini"
 
 
 def split_base(model_dir: Path, parts_dir: Path, part_bytes: int = PART_BYTES) -> list[Path]:
-    """Cut the (pulled) base of `model_dir` into parts of `part_bytes`."""
+    """Cut the (pulled) base of `model_dir` into parts of `part_bytes`, each in its own folder
+    `parts_dir/N/` (a call carries one folder; what earlier calls carried stays on the machine)."""
     manifest = BaseManifest.load(model_dir)
     source = locate_base(manifest, model_dir.name)
-    parts_dir.mkdir(parents=True, exist_ok=True)
     parts = []
     with source.open("rb") as f:
         while chunk := f.read(part_bytes):
-            part = parts_dir / f"base.part{len(parts)}"
+            part = parts_dir / str(len(parts)) / f"base.part{len(parts)}"
+            part.parent.mkdir(parents=True, exist_ok=True)
             part.write_bytes(chunk)
             parts.append(part)
     return parts
@@ -51,7 +56,7 @@ def join_base(model_dir: Path, parts_dir: Path) -> Path:
     sha256 is checked before it is used."""
     manifest = BaseManifest.load(model_dir)
     target = base_path(manifest)
-    parts = sorted(parts_dir.glob("base.part*"), key=lambda p: int(p.name.removeprefix("base.part")))
+    parts = sorted(parts_dir.rglob("base.part*"), key=lambda p: int(p.name.removeprefix("base.part")))
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     tmp = target.with_suffix(".joining")
@@ -148,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("split", help="cut the pulled base into parts that fit a device call")
     sp.add_argument("parts_dir")
+    sp.add_argument("--part-mib", type=int, default=PART_BYTES >> 20)
     rp = sub.add_parser("run", help="join the base, train, export, evaluate")
     rp.add_argument("--parts", help="folder with base.part* (default: the base is already in the cache)")
     rp.add_argument("--out", required=True, help="folder whose files come back ($OUT)")
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--roots", nargs="+", default=None)
     args = p.parse_args(argv)
     if args.command == "split":
-        for part in split_base(SMALL, Path(args.parts_dir)):
+        for part in split_base(SMALL, Path(args.parts_dir), args.part_mib << 20):
             print(part, part.stat().st_size)
         return 0
     shutil.rmtree(args.work, ignore_errors=True)
