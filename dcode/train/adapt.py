@@ -342,13 +342,15 @@ def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None 
     curve: list[dict] = []
     out.mkdir(parents=True, exist_ok=True)
     metrics = (out / "metrics.jsonl").open("a", encoding="utf-8")
+    # The embedding is in `params` whole, but only the added tokens' rows of it train.
+    trainable = sum(p.numel() for p in params if p is not net.embed.weight) + len(ADDED_TOKENS) * mcfg.dim
 
     def meta() -> dict:
         tok_s = st.tokens_seen / st.elapsed_s if st.elapsed_s else 0.0
         return {"recipe": cfg.recipe, "config": dataclasses.asdict(cfg), "state": dataclasses.asdict(st),
                 "tok_s": round(tok_s), "mfu_6n": round(tok_s * flops_tok / peak, 4) if peak else None,
                 "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                "val_curve": curve, "heldout_packages": val_names, "started_from": started_from, "trainable_parameters": sum(p.numel() for p in params)}
+                "val_curve": curve, "heldout_packages": val_names, "started_from": started_from, "trainable_parameters": trainable}
 
     def evaluate() -> None:
         val, plain = validation_loss(net, val_batches, cfg.recipe, device, autocast)
