@@ -136,14 +136,20 @@ class LogitSource:
     def _causal_context(self, tokens: Tensor, wanted: Tensor) -> Tensor:
         """A causal-context model: the context's keys/values come from the model's prefix cache
         (exact, shared across requests); every pass recomputes all positions from the hole on,
-        which attend to the context and to each other. No approximation."""
+        which attend to the context and to each other. No approximation. Only the rows that
+        score a wanted token go through the output head."""
         hs = self.causal_until
         context, last_row = self.model.prefix_cache.read(self.model.net, tokens[:hs])
         positions = torch.arange(hs, tokens.shape[0], device=tokens.device)
-        raw = self.model.net(tokens[hs:][None], positions=positions, cache=context, causal_until=hs)[0]
-        # Row r of `rows` is the output at position hs - shift + r.
-        rows = torch.cat([last_row[None], raw]) if self.shift else raw
-        return rows[wanted - self.shift - (hs - self.shift)].float()
+        source = wanted - self.shift  # the position whose output scores each wanted token
+        inside = source >= hs  # else it is the context's last position (shifted logits)
+        needed = torch.zeros(1, len(positions), dtype=torch.bool, device=tokens.device)
+        needed[0, source[inside] - hs] = True
+        raw = self.model.net(tokens[hs:][None], positions=positions, cache=context, causal_until=hs, rows=needed)
+        row_of = needed[0].long().cumsum(0) - 1  # position (from hs) -> its row in `raw`
+        out = last_row.float().expand(len(wanted), -1).clone()
+        out[inside] = raw[row_of[source[inside] - hs]].float()
+        return out
 
     @torch.inference_mode()
     def __call__(self, tokens: Tensor, block: Tensor, wanted: Tensor) -> Tensor:
