@@ -68,11 +68,14 @@ def main_callback(
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     int8: Int8Opt = None,
+    endpoint: Annotated[Optional[str], typer.Option(
+        "--endpoint", help="Use the model on this server (dcode serve, llama.cpp, SGLang, vLLM, any OpenAI-compatible "
+        "API) instead of a local one; then --model names the server's model. Default: $DCODE_ENDPOINT.")] = None,
 ) -> None:
     if version:
         typer.echo(f"dcode {__version__}")
         raise typer.Exit()
-    ctx.obj = _flags(model=model, device=device, dtype=dtype, int8=int8)
+    ctx.obj = _flags(model=model, device=device, dtype=dtype, int8=int8, endpoint=endpoint)
     if ctx.invoked_subcommand is None:
         # `dcode` alone opens the interactive session.
         from dcode.commands import run_shell
@@ -207,8 +210,15 @@ def complete(
 
     Uses a running `dcode serve` when one is found, else loads the model in-process."""
     from dcode.server import complete_stdio_with_server
+    from dcode.server.client import configured_endpoint
 
     flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype)
+    # dcode.remote imports the engine (torch): only with an endpoint, so that the thin client
+    # through a local `dcode serve` stays light.
+    if configured_endpoint(flags):  # --endpoint / DCODE_ENDPOINT / config: that server answers, nothing else
+        from dcode.remote.complete import serve_remote
+
+        raise typer.Exit(serve_remote(sys.stdin, sys.stdout, flags, jsonl))
     raise typer.Exit(complete_stdio_with_server(sys.stdin, sys.stdout, flags, jsonl, use_server=not no_server,
                                                 token=os.environ.get("DCODE_SERVE_TOKEN")))
 
@@ -221,16 +231,18 @@ def serve(
     token: Annotated[Optional[str], typer.Option("--token", envvar="DCODE_SERVE_TOKEN", help="Require `Authorization: Bearer TOKEN` (or set DCODE_SERVE_TOKEN).")] = None,
     idle_unload: Annotated[Optional[float], typer.Option("--idle-unload", help="Free the model after this many idle seconds.")] = None,
     max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in bytes.")] = 4 * 2**20,
+    allow_origin: Annotated[Optional[list[str]], typer.Option("--allow-origin", help="Accept browser requests from this Origin (repeatable); others are refused.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the model (default: cores - 1, at most 4; or DCODE_THREADS).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Log every request on stderr.")] = False,
     model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
 ) -> None:
-    """Keep the model warm for editors: llama.cpp POST /infill, GET /health, OpenAI POST /v1/completions."""
+    """Keep the model warm for editors: llama.cpp /infill (streaming too), OpenAI /v1/completions, /refine, /props."""
     from dcode.commands import user_errors
     from dcode.server import run_server
 
-    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype)
+    flags = _ctx_flags(ctx, model=model, device=device, dtype=dtype, threads=threads)
     code = user_errors(run_server)(host, port, flags, token, idle_unload, max_body, explicit_host=host is not None,
-                                   verbose=verbose)
+                                   verbose=verbose, allow_origins=tuple(allow_origin or ()))
     raise typer.Exit(code or 0)
 
 
@@ -319,6 +331,20 @@ def bench_context(
     run_bench_context(path)
 
 
+@bench_app.command("complete")
+def bench_complete(
+    ctx: typer.Context,
+    runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="Timed `dcode complete` calls.")] = 20,
+    model: ModelOpt = None, device: DeviceOpt = None,
+) -> None:
+    """`dcode complete` end to end (a fresh process per call) through a running `dcode serve`:
+    starts one on a free port, times the thin client's round trips, reports p50/p90."""
+    from dcode.commands import user_errors
+    from dcode.diffusion.bench import run_bench_complete
+
+    user_errors(run_bench_complete)(_ctx_flags(ctx, model=model, device=device), runs)
+
+
 @bench_app.command("speed")
 def bench_speed(
     ctx: typer.Context,
@@ -332,8 +358,30 @@ def bench_speed(
     run_bench_speed(_ctx_flags(ctx, model=model, device=device, dtype=dtype), limit)
 
 
+@bench_app.command("gpu")
+def bench_gpu(
+    ctx: typer.Context,
+    device: Annotated[Optional[str], typer.Option("--device", help="cuda (default), cuda:N, or cpu for a CPU run.")] = None,
+    json_path: Annotated[Path, typer.Option("--json", help="Write the results here, after every section.")] = Path("bench-gpu.json"),
+    quick: Annotated[bool, typer.Option("--quick", help="Reduced sizes: every section, quickly (what the tests run on CPU).")] = False,
+    minutes: Annotated[float, typer.Option("--minutes", min=0.5, help="Time budget; sections that no longer fit are skipped and recorded.")] = 8.0,
+) -> None:
+    """Check dcode on a CUDA GPU and measure it: logits parity, fill/write/refine/complete end to end,
+    decoding speed, a 7B-class step against the bandwidth floor, training throughput."""
+    from dcode.bench.gpu import run_bench_gpu
+    from dcode.commands import user_errors
+
+    user_errors(run_bench_gpu)(_ctx_flags(ctx, device=device).get("device"), json_path, quick, minutes)
+
+
 def main() -> None:
     """Console-script entry: user errors become one line on stderr and an exit code."""
+    if sys.argv[1:2] == ["complete"]:  # editors call this per keystroke: skip typer when a server answers
+        from dcode.server.client import thin_complete
+
+        thin = thin_complete(sys.argv[2:])
+        if thin is not None:
+            raise SystemExit(thin)
     try:
         # Not standalone: bad flags and arguments come back here instead of as a boxed panel.
         code = app(standalone_mode=False)

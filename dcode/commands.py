@@ -82,15 +82,34 @@ def settings_for(flags: dict[str, Any]):
     settings, warnings = load_settings(project_root(), flags)
     for warning in warnings:
         err_console.print(f"dcode: warning: {warning}", markup=False)
+    if settings.endpoint:
+        from dcode.remote.model import model_flag_names_remote
+
+        model_flag_names_remote(settings, flags)
     return settings
 
 
 def load(settings):
-    """Load the model with a spinner on stderr (loading can take seconds)."""
+    """The model: on the configured server (`endpoint`), else loaded here, with a spinner on
+    stderr (loading can take seconds)."""
+    if settings.endpoint:
+        from dcode.remote.model import connect
+
+        with err_console.status(f"connecting to {settings.endpoint}…", spinner="dots"):
+            return connect(settings)
     from dcode.model.loader import load_model
 
     with err_console.status("loading model…", spinner="dots"):
         return load_model(settings.model, device=settings.device, dtype=settings.dtype, int8=settings.int8)
+
+
+def load_local(settings, command: str):
+    """The model loaded here, for what only a local model does (decoding with its own template,
+    timing its passes): refused with an endpoint rather than quietly run on another model."""
+    if settings.endpoint:
+        raise InputError(f"`dcode {command}` runs a local model; unset the endpoint (--endpoint, DCODE_ENDPOINT) "
+                         "to use it")
+    return load(settings)
 
 
 def index_progress() -> Callable[[int, int], None]:
@@ -517,7 +536,7 @@ def run_info(flags: dict, json_out: bool) -> None:
     from dcode.model.info import describe, readable
 
     settings = settings_for(flags)
-    facts = describe(settings.model, settings.device, settings.dtype)
+    facts = load(settings).facts() if settings.endpoint else describe(settings.model, settings.device, settings.dtype)
     if json_out:
         sys.stdout.write(json.dumps(facts, indent=2) + "\n")
         return
@@ -579,7 +598,7 @@ def run_ask(question: str, flags: dict, live: bool) -> None:
     from dcode.model.hf_tokenizers import chat_prompt_ids
 
     settings = settings_for(flags)
-    model = load(settings)
+    model = load_local(settings, "ask")
     if not has_chat_template(model):
         raise InputError(f"{model.name} has no chat template; `dcode ask` needs an instruct model (--model PATH)")
     ids = chat_prompt_ids(model.tokenizer, model.family, [{"role": "user", "content": question}])
@@ -602,4 +621,4 @@ def run_bench_speed(flags: dict, limit: int) -> None:
     from dcode.diffusion.bench import run_speed_bench
 
     settings = settings_for(flags)
-    sys.stdout.write(run_speed_bench(load(settings), limit) + "\n")
+    sys.stdout.write(run_speed_bench(load_local(settings, "bench speed"), limit) + "\n")

@@ -239,7 +239,8 @@ def describe_hole(target: Target) -> str:
 
 class HoleFiller:
     """Where the hook's candidates come from: a running `dcode serve` when one answers for this
-    model (it stays warm across commits), else the model loaded in this process. Both are reached
+    model (it stays warm across commits), else `load_model`'s: the model loaded in this process,
+    or the configured `endpoint`'s (dcode.remote), which is then the only one tried. Both are reached
     on first use, so a commit with nothing to fix pays for neither; a server that stops answering
     is dropped for the rest of the run and the model is loaded here instead."""
 

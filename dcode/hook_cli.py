@@ -66,7 +66,8 @@ def _run(flags: dict, files: list[str] | None, *, write: bool, strict: bool, att
 
     settings = settings_for(flags)
     token = os.environ.get("DCODE_SERVE_TOKEN")
-    find_server = (lambda: usable_server(flags, token)) if use_server else None
+    # With an endpoint, `load` reaches that server (dcode.remote) and nothing else is tried.
+    find_server = (lambda: usable_server(flags, token)) if use_server and not settings.endpoint else None
     filler = HoleFiller(settings, lambda: load(settings), find_server, token)
     return run_hook(files or None, filler, write=write, strict=strict, console=err_console, max_attempts=attempts,
                     warn_only=warn_only, review=review_fixups if review else None)

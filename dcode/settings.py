@@ -18,7 +18,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from dcode.diffusion.sampler import DecodeOptions
 
 # Keys only you (user config, environment, flags) may set.
-USER_ONLY_KEYS = frozenset({"model", "device", "dtype", "int8"})
+USER_ONLY_KEYS = frozenset({"model", "device", "dtype", "int8", "endpoint", "protocol", "remote_model"})
+# A secret: a project file holding it is refused outright, not ignored (it should not be there).
+SECRET_KEYS = frozenset({"api_key"})
 
 
 @dataclass
@@ -54,6 +56,12 @@ class Settings:
     context_budget: int = 1024  # tokens of repository context (capped by the model's length)
     low_confidence: float = 0.5  # tokens below this are marked as uncertain in the diff
     live: bool = True  # live denoising view on a terminal
+    endpoint: str | None = None  # a model server to use instead of a local model (dcode.remote)
+    protocol: str | None = None  # its protocol (dcode, llamacpp, openai, openai-chat); None: detected
+    remote_model: str | None = None  # the model an OpenAI server is asked for; None: its first
+    api_key: str | None = field(default=None, repr=False)  # sent as a bearer token; never printed
+    timeout: float = 120.0  # seconds to wait for one reply from the server
+    threads: int | None = None  # torch's CPU threads; None: cores - 1, at most 4 (see dcode.complete.threads_for)
 
     def decode_options(self, **overrides: Any) -> DecodeOptions:
         from dcode.diffusion.sampler import DecodeOptions  # imports torch: only when decoding
@@ -124,6 +132,14 @@ RULES: dict[str, _Rule] = {
     "context_budget": _whole(1),
     "low_confidence": _fraction(),
     "live": _Rule(bool, "true or false"),
+    "endpoint": _Rule(str, "a URL such as http://127.0.0.1:8012", optional=True,
+                      valid=lambda v: v.startswith(("http://", "https://"))),
+    "protocol": _Rule(str, "dcode, llamacpp, openai or openai-chat", optional=True,
+                      valid=lambda v: v in ("dcode", "llamacpp", "openai", "openai-chat")),
+    "remote_model": _Rule(str, "a model name the server knows", optional=True),
+    "api_key": _Rule(str, "a string", optional=True),
+    "timeout": _Rule(float, "a number of seconds above 0", low=0, above_low=True),
+    "threads": _whole(1, optional=True),
 }
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
@@ -179,8 +195,12 @@ def _apply(values: dict, table: dict, source: str, allow_user_keys: bool, warnin
         key = key.replace("-", "_")
         if key not in FIELDS:
             raise InputError(f"{source}: unknown setting {key!r}")
+        if key in SECRET_KEYS and not allow_user_keys:
+            raise InputError(f"{source}: {key} does not belong in a project file (anyone with the repository "
+                             "would have it); set DCODE_API_KEY or put it in your user config")
         if key in USER_ONLY_KEYS and not allow_user_keys:
-            warnings.append(f"{source}: ignoring {key!r}: a project cannot choose the model, device or dtype")
+            warnings.append(f"{source}: ignoring {key!r}: a project cannot choose the model, device, dtype "
+                            "or model server")
             continue
         values[key] = _coerce(key, value, source)
 

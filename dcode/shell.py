@@ -195,7 +195,13 @@ class Shell:
             _, result = context_for(resolve(Request(args[0])), self.ensure_model(), self.settings)
             self.console.print(format_context(result, json=False), markup=False, highlight=False)
         elif command == "info":
+            from dcode.remote.model import RemoteModel
+
             model = self.ensure_model()
+            if isinstance(model, RemoteModel):  # a server's model: where it is and what it can do
+                self.console.print(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in model.facts().items()),
+                                   markup=False)
+                return
             self.console.print(
                 f"{model.name}: {model.num_parameters / 1e6:.1f}M parameters, {model.device}, "
                 f"{str(model.dtype).removeprefix('torch.')}, {model.path}", markup=False,

@@ -19,7 +19,10 @@ from dcode.edit.proposal import Proposal
 from dcode.edit.targets import Target, resolve_target, scope_exit, target_in_text
 from dcode.errors import InputError, NoEditError
 from dcode.model.loader import LoadedModel
+from dcode.remote.model import RemoteCompletion, RemoteModel, regenerated_note
 from dcode.settings import Settings
+
+Model = LoadedModel | RemoteModel  # what the workflow generates with; `generator` tells them apart
 
 DEFAULT_FILL_TOKENS = 32
 DEFAULT_WRITE_TOKENS = 64
@@ -49,6 +52,31 @@ def resolve(request: Request) -> Target:
     return resolve_target(f"{target.path}::{functions[-1].qualname}")
 
 
+class LocalEngine:
+    """A loaded model's generation (dcode.diffusion.engine) behind the calls a RemoteModel answers."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self.chat_template = has_chat_template(model)
+
+    def infill_stream(self, prefix: str, suffix: str, **kwargs) -> Iterator[HoleState | Completion]:
+        return infill_stream(self.model, prefix, suffix, **kwargs)
+
+    def refine_stream(self, prefix: str, suffix: str, draft: Completion, **kwargs) -> Iterator[HoleState | Completion]:
+        return refine_stream(self.model, prefix, suffix, draft, **kwargs)
+
+
+def generator(model: Model) -> LocalEngine | RemoteModel:
+    """The one place the workflow asks what generates: a model on a server does it itself (see
+    `dcode.remote`), a loaded one through the local engine."""
+    return model if isinstance(model, RemoteModel) else LocalEngine(model)
+
+
+def server_notes(result: Completion) -> list[str]:
+    """What a server's completion says the user should know (e.g. that it sent no confidences)."""
+    return list(result.notes) if isinstance(result, RemoteCompletion) else []
+
+
 def rel_path(target: Target, root: Path) -> str:
     try:
         return target.path.resolve().relative_to(root.resolve()).as_posix()
@@ -57,7 +85,7 @@ def rel_path(target: Target, root: Path) -> str:
 
 
 def context_for(
-    target: Target, model: LoadedModel, settings: Settings, progress: Callable[[int, int], None] | None = None
+    target: Target, model: Model, settings: Settings, progress: Callable[[int, int], None] | None = None
 ) -> tuple[Path, ContextResult]:
     """Repository root and the budgeted context for a target."""
     root = find_repo_root(target.path.parent)
@@ -94,7 +122,7 @@ def fill_options(
 
 def propose(
     request: Request,
-    model: LoadedModel,
+    model: Model,
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
 ) -> Iterator[HoleState | Proposal]:
@@ -150,7 +178,7 @@ def keeps_parsing(before_text: str, after_text: str, language: Language) -> bool
 def propose_target(
     target: Target,
     mode: str,
-    model: LoadedModel,
+    model: Model,
     settings: Settings,
     progress: Callable[[int, int], None] | None = None,
     instruction: str | None = None,
@@ -164,8 +192,8 @@ def propose_target(
     notes = list(ctx.notes) + (["context was truncated to fit the budget"] if ctx.truncated else [])
     # ctx.prefix / ctx.suffix are the file's own text around the hole, cut to the budget.
     prefix, chat_instruction = instructed(target, ctx.prefix, instruction, model)
-    stream = infill_stream(model, prefix, ctx.suffix, path=path, context=context, options=options,
-                           instruction=chat_instruction)
+    stream = generator(model).infill_stream(prefix, ctx.suffix, path=path, context=context, options=options,
+                                            instruction=chat_instruction)
     for item in stream:
         if isinstance(item, HoleState):
             yield item
@@ -176,7 +204,7 @@ def propose_target(
                 path=target.path.resolve(), root=root, rel_path=path,
                 file_hash=content_hash(target.text.encode("utf-8")), start=target.start, end=target.end,
                 kind=target.kind, model=model.name, token_ids=[], confidences=[], fill="",
-                context=context, notes=notes + ([note] if note else []), instruction=instruction,
+                context=context, notes=notes + server_notes(item) + ([note] if note else []), instruction=instruction,
             ),
             item,
             first=True,
@@ -185,11 +213,11 @@ def propose_target(
         yield proposal
 
 
-def instructed(target: Target, prefix: str, instruction: str | None, model: LoadedModel) -> tuple[str, str | None]:
+def instructed(target: Target, prefix: str, instruction: str | None, model: Model) -> tuple[str, str | None]:
     """(prefix, instruction for the engine's chat framing): a model with a chat template reads the
     instruction in a user turn; any other model sees it as a comment on its own line just above
     the hole's line, which is how code states what comes next (the comment is not written)."""
-    if instruction is None or has_chat_template(model):
+    if instruction is None or generator(model).chat_template:
         return prefix, instruction
     line_start = prefix.rfind("\n") + 1
     indent = INDENT.match(target.text, target.text.rfind("\n", 0, target.start) + 1).group()
@@ -259,7 +287,7 @@ def finish(proposal: Proposal, result: Completion, first: bool = False) -> Propo
 
 def refine(
     proposal: Proposal,
-    model: LoadedModel,
+    model: Model,
     settings: Settings,
     remask: int | None = None,
     lines: tuple[int, int] | None = None,
@@ -273,8 +301,8 @@ def refine(
     options = settings.decode_options(seed=settings.seed + proposal.passes,
                                       min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens))
     prefix, chat_instruction = instructed(target, proposal.prefix(text), proposal.instruction, model)
-    stream = refine_stream(
-        model, prefix, proposal.suffix(text), proposal.completion(), remask=remask, lines=lines,
+    stream = generator(model).refine_stream(
+        prefix, proposal.suffix(text), proposal.completion(), remask=remask, lines=lines,
         path=proposal.rel_path, context=proposal.context, options=options, instruction=chat_instruction,
     )
     for item in stream:
@@ -285,7 +313,10 @@ def refine(
                                                    model.tokenizer)
         updated = finish(proposal, item)
         updated.problem = updated_problem  # judged again on the refined text
-        if note:
-            updated.notes = [*updated.notes, note]
+        told = server_notes(item) + ([note] if note else [])
+        if isinstance(item, RemoteCompletion) and item.regenerated is not None:
+            first = proposal.file_lines(text)[0]
+            told.append(regenerated_note(first + item.regenerated[0] - 1, first + item.regenerated[1] - 1))
+        updated.notes = [n for n in updated.notes if n not in told] + told
         check_parse(updated, text, target.language)
         yield updated

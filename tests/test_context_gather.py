@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcode.context.gather import LOCAL_SHARE, ContextResult, fit_text, format_context, gather_context
+from dcode.context.budget import fit_text
+from dcode.context.gather import LOCAL_SHARE, ContextResult, format_context, gather_context
 from dcode.context.index import RepoIndex
 from dcode.edit.targets import resolve_target
 from tests.conftest import copy_repo

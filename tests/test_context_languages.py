@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import tree_sitter
 
-from dcode.context import languages as L
+from dcode.context.definitions import clean_doc, definition_nodes, doc_of, signature_of
+from dcode.context.identifiers import identifier_nodes, identifier_role, import_modules, import_nodes
+from dcode.context.languages import PLAIN_TEXT, _PARSERS, detect_language, get_language, grammar_names, parse
+from dcode.context.syntax import QUERIES, query_captures, syntax_for
 from dcode.errors import InputError
 
 
@@ -19,7 +23,7 @@ from dcode.errors import InputError
     ],
 )  # fmt: skip
 def test_detects_grammar_languages_by_extension(name: str, expected: str) -> None:
-    lang = L.detect_language(Path(name))
+    lang = detect_language(Path(name))
     assert lang.name == expected
     assert lang.ts_language is not None
 
@@ -35,42 +39,42 @@ def test_detects_grammar_languages_by_extension(name: str, expected: str) -> Non
     ],
 )
 def test_detects_language_by_shebang(first_line: str, expected: str) -> None:
-    assert L.detect_language(Path("tool"), first_line + "\nbody\n").name == expected
+    assert detect_language(Path("tool"), first_line + "\nbody\n").name == expected
 
 
 def test_override_wins_and_accepts_aliases() -> None:
-    assert L.detect_language(Path("a.txt"), "x", override="py").name == "python"
-    assert L.detect_language(Path("a.py"), "x", override="c++").name == "cpp"
+    assert detect_language(Path("a.txt"), "x", override="py").name == "python"
+    assert detect_language(Path("a.py"), "x", override="c++").name == "cpp"
     with pytest.raises(InputError, match="unknown language 'cobol'"):
-        L.detect_language(Path("a.py"), override="cobol")
+        detect_language(Path("a.py"), override="cobol")
 
 
 def test_header_with_cpp_constructs_is_cpp() -> None:
-    assert L.detect_language(Path("x.h"), "int f(void);\n").name == "c"
-    assert L.detect_language(Path("x.h"), "namespace a {\nclass B {};\n}\n").name == "cpp"
+    assert detect_language(Path("x.h"), "int f(void);\n").name == "c"
+    assert detect_language(Path("x.h"), "namespace a {\nclass B {};\n}\n").name == "cpp"
 
 
 def test_unknown_language_falls_back_to_plain_text() -> None:
-    lang = L.detect_language(Path("notes.weird"), "hello")
-    assert lang.name == L.PLAIN_TEXT
+    lang = detect_language(Path("notes.weird"), "hello")
+    assert lang.name == PLAIN_TEXT
     assert lang.ts_language is None
     assert "#" in lang.comment_prefixes and "--" in lang.comment_prefixes
-    assert L.parse("hello", lang) is None
+    assert parse("hello", lang) is None
 
 
 def test_grammar_known_comments_without_grammar() -> None:
-    lang = L.detect_language(Path("q.sql"))
+    lang = detect_language(Path("q.sql"))
     assert (lang.name, lang.ts_language, lang.line_comments) == ("sql", None, ("--",))
 
 
 def test_languages_and_parsers_are_loaded_once() -> None:
-    assert L.get_language("python") is L.get_language("py")
-    assert L.detect_language(Path("a.py")) is L.get_language("python")
-    first = L.parse("x = 1\n", L.get_language("python"))
-    parser = L._PARSERS["python"]
-    second = L.parse("y = 2\n", L.detect_language(Path("b.py")))
+    assert get_language("python") is get_language("py")
+    assert detect_language(Path("a.py")) is get_language("python")
+    first = parse("x = 1\n", get_language("python"))
+    parser = _PARSERS["python"]
+    second = parse("y = 2\n", detect_language(Path("b.py")))
     assert first is not None and second is not None
-    assert L._PARSERS["python"] is parser  # one cached Parser per language
+    assert _PARSERS["python"] is parser  # one cached Parser per language
 
 
 SAMPLES = {
@@ -118,49 +122,49 @@ SAMPLES = {
 @pytest.mark.parametrize("lang_name", sorted(SAMPLES))
 def test_definitions_per_language(lang_name: str) -> None:
     source, expected = SAMPLES[lang_name]
-    lang = L.get_language(lang_name)
-    tree = L.parse(source, lang)
+    lang = get_language(lang_name)
+    tree = parse(source, lang)
     assert tree is not None
-    found = {(d.qualname, d.kind) for d in L.definition_nodes(tree, lang)}
+    found = {(d.qualname, d.kind) for d in definition_nodes(tree, lang)}
     for qualname, kind in expected.items():
         assert (qualname, kind) in found, (qualname, sorted(found))
 
 
 def test_signatures_and_docs() -> None:
     source = SAMPLES["rust"][0].encode()
-    lang = L.get_language("rust")
-    tree = L.parse(source, lang)
+    lang = get_language("rust")
+    tree = parse(source, lang)
     assert tree is not None
-    syntax = L.syntax_for(lang)
+    syntax = syntax_for(lang)
     assert syntax is not None
-    by_name = {(d.qualname, d.kind): d for d in L.definition_nodes(tree, lang)}
-    assert L.signature_of(by_name["S", "impl"], source) == "impl Tr for S"
-    by_name = {d.qualname: d for d in L.definition_nodes(tree, lang) if d.kind != "impl"}
-    assert L.signature_of(by_name["S.m"], source) == "fn m(&self) -> i32"
-    assert L.signature_of(by_name["Tr.m"], source) == "fn m(&self) -> i32"  # no body: `;` dropped
-    assert L.doc_of(by_name["S"], syntax, source) == "Doc S."
+    by_name = {(d.qualname, d.kind): d for d in definition_nodes(tree, lang)}
+    assert signature_of(by_name["S", "impl"], source) == "impl Tr for S"
+    by_name = {d.qualname: d for d in definition_nodes(tree, lang) if d.kind != "impl"}
+    assert signature_of(by_name["S.m"], source) == "fn m(&self) -> i32"
+    assert signature_of(by_name["Tr.m"], source) == "fn m(&self) -> i32"  # no body: `;` dropped
+    assert doc_of(by_name["S"], syntax, source) == "Doc S."
 
     py = SAMPLES["python"][0].encode()
-    plang = L.get_language("python")
-    ptree = L.parse(py, plang)
+    plang = get_language("python")
+    ptree = parse(py, plang)
     assert ptree is not None
-    pdefs = {d.qualname: d for d in L.definition_nodes(ptree, plang)}
-    assert L.signature_of(pdefs["A.m"], py) == "@property\n    def m(self) -> int:"
-    assert L.doc_of(pdefs["A"], L.syntax_for(plang), py) == "Doc A."  # type: ignore[arg-type]
+    pdefs = {d.qualname: d for d in definition_nodes(ptree, plang)}
+    assert signature_of(pdefs["A.m"], py) == "@property\n    def m(self) -> int:"
+    assert doc_of(pdefs["A"], syntax_for(plang), py) == "Doc A."  # type: ignore[arg-type]
 
 
 def test_clean_doc_takes_first_paragraph() -> None:
-    assert L.clean_doc('"""Summary line.\n\n    Details here.\n    """') == "Summary line."
-    assert L.clean_doc("/**\n * Javadoc text\n * more\n */") == "Javadoc text more"
-    assert L.clean_doc("/// Rust doc\n/// continues") == "Rust doc continues"
+    assert clean_doc('"""Summary line.\n\n    Details here.\n    """') == "Summary line."
+    assert clean_doc("/**\n * Javadoc text\n * more\n */") == "Javadoc text more"
+    assert clean_doc("/// Rust doc\n/// continues") == "Rust doc continues"
 
 
 def test_identifier_roles() -> None:
-    lang = L.get_language("python")
+    lang = get_language("python")
     source = b"def f(a):\n    obj, end = g(a)\n    return obj.end + h(k=1)\n"
-    tree = L.parse(source, lang)
+    tree = parse(source, lang)
     assert tree is not None
-    roles = [(n.text.decode(), L.identifier_role(n)) for n in L.identifier_nodes(tree, lang, 0, len(source))]
+    roles = [(n.text.decode(), identifier_role(n)) for n in identifier_nodes(tree, lang, 0, len(source))]
     assert ("a", "bind") in roles and ("end", "bind") in roles and ("end", "attr") in roles
     assert ("g", "use") in roles and ("h", "use") in roles and ("k", "bind") in roles
 
@@ -181,7 +185,19 @@ def test_imports_per_language() -> None:
         "c": ('#include "util.h"\n#include <stdio.h>\n', [(["util.h"], []), (["stdio.h"], [])]),
     }  # fmt: skip
     for name, (source, expected) in cases.items():
-        lang = L.get_language(name)
-        tree = L.parse(source, lang)
+        lang = get_language(name)
+        tree = parse(source, lang)
         assert tree is not None
-        assert [L.import_modules(n) for n in L.import_nodes(tree, lang)] == expected, name
+        assert [import_modules(n) for n in import_nodes(tree, lang)] == expected, name
+
+
+def test_every_grammar_has_a_folder_of_queries_that_compile_against_it() -> None:
+    for name in grammar_names():
+        ts_language = get_language(name).ts_language
+        folder = QUERIES / name
+        assert sorted(p.name for p in folder.glob("*.scm") if p.name != "docstrings.scm") == [
+            "definitions.scm", "identifiers.scm", "imports.scm", "statements.scm"
+        ], name
+        for path in folder.glob("*.scm"):
+            tree_sitter.Query(ts_language, path.read_text(encoding="utf-8"))  # raises on an unknown node type
+            assert query_captures(name, path.name) or path.name == "docstrings.scm", f"{name}/{path.name} captures nothing"

@@ -9,16 +9,9 @@ import numpy as np
 import pytest
 
 from dcode.model.tokenizer import Tokenizer
-from dcode.train.corpus import (
-    CorpusOptions,
-    build_corpus,
-    classify_license,
-    discover_packages,
-    is_validation,
-    license_from_metadata,
-    load_split,
-    reject_reason,
-)
+from dcode.sources.licenses import classify_license, license_from_metadata
+from dcode.sources.packages import discover_packages, is_validation, reject_reason
+from dcode.train.corpus import CorpusOptions, build_corpus, load_split
 
 
 def make_dist(site: Path, name: str, license_line: str, files: dict[str, str | bytes]) -> None:

@@ -21,7 +21,7 @@ from dcode.eval.harness import (
     summarize,
 )
 from dcode.eval.tasks import InfillTask, functional_tasks, holdout_tasks
-from dcode.train.corpus import SourceFile
+from dcode.sources.packages import SourceFile
 
 FUNCTIONAL = Path(__file__).parent / "data" / "functional"
 SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "dcode-mini"

@@ -9,7 +9,7 @@ import torch
 
 from dcode.errors import ModelError
 from dcode.model.device import resolve_device, resolve_dtype
-from dcode.model.loader import align_logits, build_model
+from dcode.model.loaded import align_logits, build_model
 from dcode.model.transformer import Transformer, apply_rope, rope_tables
 from tests.conftest import tiny_config
 

@@ -55,3 +55,10 @@ def test_the_project_table_builds_without_deprecation_notices():
     assert dist.metadata.license_expression == "Apache-2.0"
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
     assert "setuptools>=77" in requires
+
+
+def test_wheel_lists_every_dcode_package():
+    """setuptools' `packages` is a list: a new subpackage missing from it installs as an ImportError."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "dcode").rglob("__init__.py")}
+    assert found - listed == set()

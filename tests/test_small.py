@@ -32,7 +32,7 @@ from dcode.model.loader import build_model, load_model
 from dcode.model.lora import AdapterConfig, adapter_tensors, attach, load_adapter, save_adapter
 from dcode.model.transformer import PrefixCache
 from dcode.train.adapt import AdaptConfig, adapt, cut_hole, make_example
-from dcode.train.corpus import SourceFile
+from dcode.sources.packages import SourceFile
 from dcode.train.gpu import join_base, send_out, split_base
 
 def run_dcode(*args: str, cwd: Path) -> subprocess.CompletedProcess:

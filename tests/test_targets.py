@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcode.context.languages import detect_language, get_language
-from dcode.edit.targets import Target, TextOffsets, find_holes, read_source, resolve_target, scope_exit
+from dcode.context.target import TextOffsets
+from dcode.edit.targets import Target, find_holes, read_source, resolve_target, scope_exit
 from dcode.errors import InputError
 
 DATA = Path(__file__).parent / "data" / "repos"

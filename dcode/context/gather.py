@@ -32,21 +32,27 @@ summary, then dropped. Every cut is recorded: `dropped`, `truncated` and `notes`
 from __future__ import annotations
 
 import builtins
-import json as _json
 import math
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import tree_sitter
 
-from dcode.context import languages as L
-from dcode.context.index import Definition, Import, RepoIndex
-from dcode.edit.targets import Target, TextOffsets
-
-CountTokens = Callable[[str], int]
+from dcode.context.budget import CHARS_PER_TOKEN_MAX, CountTokens, fit_text
+from dcode.context.definitions import signature_of
+from dcode.context.identifiers import attribute_receiver, identifier_nodes, identifier_role, import_modules, import_nodes
+from dcode.context.index import RepoIndex
+from dcode.context.languages import PLAIN_TEXT
+from dcode.context.outline import Definition, Import, definition_records
+from dcode.context.parsed import ParsedFile
+from dcode.context.ranking import NameUse, can_refer, is_test_path, locality
+# Front ends import format_context from here, beside gather_context whose result it reports.
+from dcode.context.result import Chunk, ContextResult, format_context  # noqa: F401
+from dcode.context.summary import definition_summary, indent_at
+from dcode.context.syntax import CLASS_LIKE, FUNCTION_LIKE, node_text
+from dcode.context.target import Target, indent_unit
 
 LOCAL_SHARE = 0.6  # of the budget, guaranteed to the file's own prefix/suffix (see module docstring)
 PREFIX_SHARE = 0.7  # of the local share: code before the hole says more than code after it
@@ -56,7 +62,6 @@ MAX_NAMES = 60  # identifiers looked up per target, the heaviest first
 MAX_DEFS_PER_NAME = 3
 MAX_DROPPED_RECORDED = 40
 MAX_CANDIDATES = 120  # the best-scored candidates considered at all
-CHARS_PER_TOKEN_MAX = 8  # no tokenizer packs more than this on code; bounds how much text we count
 
 SCORE_SCOPE = 100.0
 SCORE_IMPORTS = 50.0
@@ -66,121 +71,9 @@ _WEIGHT_HOLE, _WEIGHT_SCOPE, _WEIGHT_NEAR, _WEIGHT_IMPORTED, _WEIGHT_OWN_NAME = 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass
-class Chunk:
-    path: str  # repository-relative
-    text: str
-    reason: str
-    score: float
-    tokens: int
-    lines: tuple[int, int] | None = None  # 1-based line span in `path`, when the text is one span
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["lines"] = list(self.lines) if self.lines else None
-        data["score"] = round(self.score, 4)
-        return data
-
-
-@dataclass
-class ContextResult:
-    target: Target
-    chunks: list[Chunk]
-    prefix: str
-    suffix: str
-    dropped: list[Chunk] = field(default_factory=list)
-    truncated: bool = False
-    notes: list[str] = field(default_factory=list)
-    budget_tokens: int = 0
-    used_tokens: int = 0
-    prefix_tokens: int = 0
-    suffix_tokens: int = 0
-    target_path: str = ""  # repository-relative path of the target file
-
-    def to_dict(self) -> dict[str, Any]:
-        target = self.target.to_dict()
-        target["path"] = self.target_path or target["path"]
-        return {
-            "target": target,
-            "budget_tokens": self.budget_tokens,
-            "used_tokens": self.used_tokens,
-            "truncated": self.truncated,
-            "notes": list(self.notes),
-            "chunks": [c.to_dict() for c in self.chunks],
-            "dropped": [c.to_dict() for c in self.dropped],
-            "prefix": self.prefix,
-            "suffix": self.suffix,
-            "prefix_tokens": self.prefix_tokens,
-            "suffix_tokens": self.suffix_tokens,
-        }
-
-
-# --------------------------------------------------------------------------------------------
-# Fitting text to a token budget
-# --------------------------------------------------------------------------------------------
-
-
-def fit_text(text: str, budget: int, count_tokens: CountTokens, keep: str) -> tuple[str, int]:
-    """The longest run of whole lines from the `keep` end ("start"/"end") within `budget` tokens.
-
-    Falls back to part of a line only when not even one line fits. Counting is by binary search
-    on the joined text (tokenizers are not additive), over at most budget*CHARS_PER_TOKEN_MAX chars.
-    """
-    if budget <= 0 or not text:
-        return "", 0
-    limit = budget * CHARS_PER_TOKEN_MAX
-    if len(text) <= limit:
-        tokens = count_tokens(text)
-        if tokens <= budget:
-            return text, tokens
-    window = text[-limit:] if keep == "end" else text[:limit]
-    lines = window.splitlines(keepends=True) if "\n" in window else [window]
-    if len(window) < len(text) and len(lines) > 1:
-        lines = lines[1:] if keep == "end" else lines[:-1]  # drop the partial line at the cut
-
-    def take(n: int) -> str:
-        return "".join(lines[-n:] if keep == "end" else lines[:n]) if n else ""
-
-    low, high, best = 1, len(lines), (0, "", 0)
-    while low <= high:
-        mid = (low + high) // 2
-        candidate = take(mid)
-        tokens = count_tokens(candidate)
-        if tokens <= budget:
-            best, low = (mid, candidate, tokens), mid + 1
-        else:
-            high = mid - 1
-    if best[0]:
-        return best[1], best[2]
-    return _fit_chars(lines[-1] if keep == "end" else lines[0], budget, count_tokens, keep)
-
-
-def _fit_chars(line: str, budget: int, count_tokens: CountTokens, keep: str) -> tuple[str, int]:
-    low, high, best = 1, len(line), ("", 0)
-    while low <= high:
-        mid = (low + high) // 2
-        candidate = line[-mid:] if keep == "end" else line[:mid]
-        tokens = count_tokens(candidate)
-        if tokens <= budget:
-            best, low = (candidate, tokens), mid + 1
-        else:
-            high = mid - 1
-    return best
-
-
 # --------------------------------------------------------------------------------------------
 # Candidates
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _NameUse:
-    weight: float
-    label: str
-    count: int = 0
-    bare: bool = False  # used as a plain name: functions, classes, types, globals
-    attr: bool = False  # used as `obj.name`: methods, fields, module members
-    self_attr: bool = False  # used as `self.name`/`this.name`: members of the enclosing class
 
 
 @dataclass
@@ -202,17 +95,15 @@ class _Gatherer:
         self.count = count_tokens
         self.notes: list[str] = []
         self.lang = target.language
-        self.syntax = L.syntax_for(self.lang)
-        self.offsets = TextOffsets(target.text)
-        self.data = self.offsets.data
+        parsed = ParsedFile(target.path, target.text, self.lang)
+        self.syntax, self.offsets, self.data, self.tree = parsed.syntax, parsed.offsets, parsed.data, parsed.tree
+        self.defs = parsed.definitions
         self.rel = self._relative_path()
-        self.tree = L.parse(self.data, self.lang)
-        self.defs = L.definition_nodes(self.tree, self.lang) if self.tree is not None else []
         # Where definitions name themselves: a name written there is not a use of it.
         self._definition_names = {d.name_node.start_byte for d in self.defs if d.name_node is not None}
         self._file_bytes: dict[str, bytes] = {}
         self._local_defs: dict[str, list[Definition]] | None = None
-        self._target_is_test = _is_test_path(self.rel)
+        self._target_is_test = is_test_path(self.rel)
         self.unit = "    "
 
     def _relative_path(self) -> str:
@@ -279,12 +170,12 @@ class _Gatherer:
         if self.tree is None:
             return []
         nodes = [
-            n for n in L.import_nodes(self.tree, self.lang)
+            n for n in import_nodes(self.tree, self.lang)
             if (n.start_byte < window[0] or n.end_byte > window[1]) and not self._inside_function(n)
         ]  # fmt: skip
         if not nodes:
             return []
-        text = "\n".join(L.node_text(n) for n in nodes) + "\n"
+        text = "\n".join(node_text(n) for n in nodes) + "\n"
         lines = (nodes[0].start_point[0] + 1, nodes[-1].end_point[0] + 1)
         span = (nodes[0].start_byte, nodes[-1].end_byte)
         return [_Candidate((self.rel, -2, -2), self.rel, f"imports of {self.rel}", SCORE_IMPORTS,
@@ -293,14 +184,14 @@ class _Gatherer:
     def _inside_function(self, node: tree_sitter.Node) -> bool:
         """Imports local to some other function are that function's business, not the file's."""
         return any(
-            d.kind in L.FUNCTION_LIKE and d.node.start_byte <= node.start_byte and node.end_byte <= d.node.end_byte
+            d.kind in FUNCTION_LIKE and d.node.start_byte <= node.start_byte and node.end_byte <= d.node.end_byte
             for d in self.defs
         )
 
-    def _weighted_names(self) -> dict[str, _NameUse]:
+    def _weighted_names(self) -> dict[str, NameUse]:
         """Identifiers worth looking up, weighted by how close to the hole they are used."""
         target, text = self.target, self.target.text
-        uses: dict[str, _NameUse] = {}
+        uses: dict[str, NameUse] = {}
         bound: set[str] = set()
 
         def add(found: list[tuple[str, str]], weight: float, label: str) -> None:
@@ -308,7 +199,7 @@ class _Gatherer:
                 if role == "bind":
                     bound.add(name)
                     continue
-                use = uses.setdefault(name, _NameUse(weight, label))
+                use = uses.setdefault(name, NameUse(weight, label))
                 use.count += 1
                 use.bare |= role in ("use", "any")
                 use.attr |= role in ("attr", "any")
@@ -329,8 +220,8 @@ class _Gatherer:
         near_end = chars[last + NEAR_LINES] if last + NEAR_LINES < len(chars) else len(text)
         add(self._uses(near_start, target.start) + self._uses(target.end, near_end), _WEIGHT_NEAR, "used near the hole")
         if self.tree is not None:
-            for node in L.import_nodes(self.tree, self.lang):
-                _, imported = L.import_modules(node)
+            for node in import_nodes(self.tree, self.lang):
+                _, imported = import_modules(node)
                 add([(name, "use") for name in imported], _WEIGHT_IMPORTED, f"imported by {self.rel}")
         for name in bound:  # a local variable, not the definition of that name elsewhere
             if name in uses:
@@ -361,13 +252,13 @@ class _Gatherer:
             return [(w, "any") for w in _IDENTIFIER.findall(self.target.text[start:end])]
         b0, b1 = self.offsets.to_byte(start), self.offsets.to_byte(end)
         found = []
-        for node in L.identifier_nodes(self.tree, self.lang, b0, b1):
+        for node in identifier_nodes(self.tree, self.lang, b0, b1):
             if node.start_byte in self._definition_names:
                 continue
-            role = L.identifier_role(node)
-            if role == "attr" and L.attribute_receiver(node) in _SELF_NAMES:
+            role = identifier_role(node)
+            if role == "attr" and attribute_receiver(node) in _SELF_NAMES:
                 role = "self"
-            found.append((L.node_text(node), role))
+            found.append((node_text(node), role))
         return found
 
     def _import_stems(self) -> set[str]:
@@ -375,8 +266,8 @@ class _Gatherer:
         if self.index is not None and (info := self.index.files.get(self.rel)) is not None:
             return info.import_stems()
         if self.tree is not None:
-            for node in L.import_nodes(self.tree, self.lang):
-                modules, imported = L.import_modules(node)
+            for node in import_nodes(self.tree, self.lang):
+                modules, imported = import_modules(node)
                 stems |= Import("", modules, imported, 0).stems()
         return stems
 
@@ -388,16 +279,8 @@ class _Gatherer:
         self._local_defs = by_name
         if self.syntax is None:
             return by_name
-        for defn in self.defs:
-            leading = L.leading_nodes(defn.outer)
-            start = leading[0] if leading else defn.outer
-            by_name.setdefault(defn.name, []).append(
-                Definition(
-                    defn.name, defn.qualname, defn.kind, self.rel, start.start_byte, defn.outer.end_byte,
-                    start.start_point[0] + 1, defn.outer.end_point[0] + 1, L.signature_of(defn, self.data),
-                    L.doc_of(defn, self.syntax, self.data), defn.body is not None, self.lang.name,
-                )
-            )  # fmt: skip
+        for record in definition_records(self.defs, self.syntax, self.data, self.rel, self.lang.name):
+            by_name.setdefault(record.name, []).append(record)
         return by_name
 
     def _definition_candidates(self, window: tuple[int, int]) -> list[_Candidate]:
@@ -410,7 +293,7 @@ class _Gatherer:
             found = list(local.get(name, []))
             if self.index is not None:
                 found += [d for d in self.index.lookup(name) if d.path != self.rel]
-            found = [d for d in found if self._can_refer(use, d)]
+            found = [d for d in found if can_refer(use, d, self.rel)]
             if not found:
                 continue
             weight, label = use.weight, use.label
@@ -423,7 +306,7 @@ class _Gatherer:
                         continue  # already visible in the local prefix/suffix
                     if defn.start_byte <= hole_bytes[0] and hole_bytes[1] <= defn.end_byte:
                         continue  # the definition being written (or around it), not context for itself
-                scored.append((weight * specificity * self._locality(defn, stems, target_dir), defn))
+                scored.append((weight * specificity * locality(defn, self.rel, stems, target_dir, self._target_is_test), defn))
             scored.sort(key=lambda item: -item[0])
             for score, defn in scored[:MAX_DEFS_PER_NAME]:
                 where = "this file" if defn.path == self.rel else defn.path
@@ -437,40 +320,6 @@ class _Gatherer:
                 )  # fmt: skip
         return result
 
-    def _can_refer(self, use: _NameUse, defn: Definition) -> bool:
-        """Whether a use of the name can mean this definition.
-
-        `self.x` means a member of this file's class (base classes elsewhere are not tracked); a
-        plain name cannot mean a method, except inside a Java/C++ class (implicit `this`).
-        """
-        if defn.kind in ("namespace", "module"):
-            return False  # a whole namespace or module is never a useful chunk
-        if use.self_attr and defn.path == self.rel:
-            return True
-        if defn.kind not in ("method", "constructor"):
-            return use.bare or use.attr
-        if use.attr:
-            return True
-        return use.bare and defn.path == self.rel and defn.language in ("java", "cpp")
-
-    def _locality(self, defn: Definition, stems: set[str], target_dir: str) -> float:
-        if defn.path == self.rel:
-            return 1.5
-        parts = defn.path.rsplit("/", 2)
-        stem = parts[-1].split(".", 1)[0]
-        parent = parts[-2] if len(parts) > 1 else ""
-        factor = 1.0
-        # `import shapes.geometry`, `use crate::parser`, `./math.js`; Go and Python packages by directory.
-        if stem in stems or (parent and parent in stems):
-            factor = 2.0
-        elif (defn.path.rsplit("/", 1)[0] if "/" in defn.path else "") == target_dir:
-            factor = 1.3
-        if defn.name.startswith("_") and not defn.name.startswith("__"):
-            factor *= 0.5
-        if not self._target_is_test and _is_test_path(defn.path):
-            factor *= 0.3  # test helpers are rarely what production code means by a name
-        return factor
-
     # -- rendering definitions -----------------------------------------------------------------
 
     def _source_of(self, path: str) -> bytes:
@@ -483,52 +332,23 @@ class _Gatherer:
                 self._file_bytes[path] = b""
         return self._file_bytes[path]
 
-    def _indent_at(self, source: bytes, byte: int) -> str:
-        line_start = source.rfind(b"\n", 0, byte) + 1
-        match = re.match(rb"[ \t]*", source[line_start:byte])
-        return match.group().decode() if match else ""
-
     def _definition_forms(self, defn: Definition) -> Callable[[], list[tuple[str, str]]]:
         def forms() -> list[tuple[str, str]]:
             source = self._source_of(defn.path)
             if not source:
                 return [(self._summary(defn, ""), " (signature only; file unreadable)")]
-            indent = self._indent_at(source, defn.start_byte)
+            indent = indent_at(source, defn.start_byte)
             full = indent + source[defn.start_byte : defn.end_byte].decode("utf-8", "replace").rstrip() + "\n"
             summary = self._summary(defn, indent, source)
-            if defn.kind in L.CLASS_LIKE:
+            if defn.kind in CLASS_LIKE:
                 return [(full, ""), (summary, " (outline)")]
             return [(full, ""), (summary, " (signature only)")]
 
         return forms
 
     def _summary(self, defn: Definition, indent: str, source: bytes = b"") -> str:
-        """Signature and doc of a definition; a class-like one also lists its members' signatures."""
-        python = defn.language == "python"
-        members = self._members(defn) if defn.kind in L.CLASS_LIKE else []
-
-        def member_line(member: Definition) -> str:
-            member_indent = self._indent_at(source, member.start_byte) if source else indent + self.unit
-            ending = " ..." if python else (" { ... }" if member.has_body else ";")
-            return f"{member_indent}{member.signature}{ending}"
-
-        if python:
-            lines = [f"{indent}{defn.signature}"]
-            if defn.doc:
-                lines.append(f'{indent}    """{defn.doc}"""')
-            lines.extend(member_line(m) for m in members)
-            if len(lines) == 1:
-                lines[0] += " ..."
-            return "\n".join(lines) + "\n"
-        comment = L.get_language(defn.language).line_comments or ("//",)
-        lines = [f"{indent}{comment[0]} {defn.doc}"] if defn.doc else []
-        if members and defn.has_body:
-            lines.append(f"{indent}{defn.signature} {{")
-            lines.extend(member_line(m) for m in members)
-            lines.append(f"{indent}}}")
-        else:
-            lines.append(f"{indent}{defn.signature}{' { ... }' if defn.has_body else ';'}")
-        return "\n".join(lines) + "\n"
+        members = self._members(defn) if defn.kind in CLASS_LIKE else []
+        return definition_summary(defn, members, indent, self.unit, source)
 
     def _members(self, defn: Definition) -> list[Definition]:
         depth = defn.qualname.count(".") + 1
@@ -566,7 +386,7 @@ class _Gatherer:
             return []
         where = parent_qual or "the file's top level"
         text = "".join(
-            self._indent_at(self.data, d.outer.start_byte) + L.signature_of(d, self.data) + "\n" for d in siblings
+            indent_at(self.data, d.outer.start_byte) + signature_of(d, self.data) + "\n" for d in siblings
         )
         reason = f"signatures of {len(siblings)} other definitions in {where}"
         span = (min(d.start_byte for d in siblings), max(d.end_byte for d in siblings))
@@ -608,11 +428,11 @@ class _Gatherer:
     def run(self) -> ContextResult:
         target = self.target
         if self.lang.ts_language is None:
-            what = "unknown language" if self.lang.name == L.PLAIN_TEXT else f"no grammar for {self.lang.name}"
+            what = "unknown language" if self.lang.name == PLAIN_TEXT else f"no grammar for {self.lang.name}"
             self.notes.append(f"{what} for {self.rel}: plain text context")
         if self.index is None:
             self.notes.append("no repository index: definitions from this file only")
-        self.unit = _indent_unit_of(target.text)
+        self.unit = indent_unit(target.text)
         local_cap = int(self.budget * LOCAL_SHARE)
         prefix, prefix_tokens, suffix, suffix_tokens = self.split_local(local_cap)
         cands = self.candidates(self._window(prefix, suffix))[:MAX_CANDIDATES]
@@ -652,21 +472,8 @@ class _Gatherer:
         return notes
 
 
-_TEST_DIRS = frozenset({"test", "tests", "testing", "__tests__", "spec", "specs"})
-_TEST_FILE = re.compile(r"(^test_|_test\.\w+$|_tests\.\w+$|\.(test|spec)\.\w+$|Tests?\.java$)")
 _SELF_NAMES = frozenset({"self", "this", "cls", "Self"})
 _PYTHON_BUILTINS = frozenset(dir(builtins))
-
-
-def _is_test_path(path: str) -> bool:
-    parts = path.split("/")
-    return any(p in _TEST_DIRS for p in parts[:-1]) or bool(_TEST_FILE.search(parts[-1]))
-
-
-def _indent_unit_of(text: str) -> str:
-    from dcode.edit.targets import indent_unit
-
-    return indent_unit(text)
 
 
 def gather_context(
@@ -676,54 +483,3 @@ def gather_context(
     return _Gatherer(target, index, budget_tokens, count_tokens).run()
 
 
-# --------------------------------------------------------------------------------------------
-# Reports
-# --------------------------------------------------------------------------------------------
-
-
-def format_context(result: ContextResult, json: bool = False) -> str:
-    """`dcode context` output: each chunk with why it was chosen, then the local text and the cuts."""
-    if json:
-        return _json.dumps(result.to_dict(), indent=2, ensure_ascii=False)
-    target = result.target
-    first, last = target.line_range
-    lines_text = f"{first}" if first == last else f"{first}-{last}"
-    where = f" in {target.scopes[-1].qualname}" if target.scopes else ""
-    chunk_tokens = sum(c.tokens for c in result.chunks)
-    out = [
-        f"target: {result.target_path or target.path}:{lines_text} ({target.kind.replace('_', ' ')}{where})",
-        f"budget: {result.budget_tokens} tokens; used {result.used_tokens} (chunks {chunk_tokens}, "
-        f"prefix {result.prefix_tokens}, suffix {result.suffix_tokens})",
-    ]
-    if target.hint:
-        out.append(f"hint: {target.hint}")
-    if target.detail:
-        out.append(f"problem: {target.detail}")
-    for chunk in result.chunks:
-        span = _span(chunk.lines)
-        out.append("")
-        out.append(f"── {chunk.path}{span} · {chunk.reason} · score {chunk.score:.2f} · {chunk.tokens} tokens")
-        out.append(chunk.text.rstrip("\n"))
-    out.append("")
-    out.append(_local_line("prefix", result.prefix, result.prefix_tokens, target.text[: target.start]))
-    out.append(_local_line("suffix", result.suffix, result.suffix_tokens, target.text[target.end :]))
-    for chunk in result.dropped:
-        span = _span(chunk.lines)
-        out.append(f"dropped: {chunk.path}{span} · {chunk.reason} · score {chunk.score:.2f} · {chunk.tokens} tokens")
-    for note in result.notes:
-        out.append(f"note: {note}")
-    out.append(f"truncated: {'yes' if result.truncated else 'no'}")
-    return "\n".join(out)
-
-
-def _span(lines: tuple[int, int] | None) -> str:
-    if not lines:
-        return ""
-    return f":{lines[0]}" if lines[0] == lines[1] else f":{lines[0]}-{lines[1]}"
-
-
-def _local_line(name: str, kept: str, tokens: int, whole: str) -> str:
-    kept_lines = kept.count("\n") + (1 if kept and not kept.endswith("\n") else 0)
-    whole_lines = whole.count("\n") + (1 if whole and not whole.endswith("\n") else 0)
-    state = "complete" if len(kept) == len(whole) else f"cut from {whole_lines} lines"
-    return f"local {name}: {kept_lines} lines, {len(kept)} chars, {tokens} tokens ({state})"

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcode.context import languages as L
+from dcode.context.languages import detect_language, grammar_names, language_for_extension
+from dcode.context.outline import Definition, FileInfo, Import, analyze_source, file_info
 
 INDEX_VERSION = 1
 MAX_FILE_BYTES = 1_000_000  # bigger files are data or generated code, never worth parsing for context
@@ -55,69 +56,6 @@ _GENERATED_HEADER = re.compile(
 )
 
 ProgressFn = Callable[[int, int], None]
-
-
-@dataclass(slots=True)
-class Definition:
-    """One definition. Byte range includes decorators and the doc comment above it; lines are 1-based."""
-
-    name: str
-    qualname: str
-    kind: str
-    path: str  # repository-relative, POSIX separators
-    start_byte: int
-    end_byte: int
-    start_line: int
-    end_line: int
-    signature: str
-    doc: str | None
-    has_body: bool
-    language: str
-
-    def to_row(self) -> list[Any]:
-        return [self.name, self.qualname, self.kind, self.start_byte, self.end_byte, self.start_line,
-                self.end_line, self.signature, self.doc, int(self.has_body)]  # fmt: skip
-
-    @classmethod
-    def from_row(cls, row: list[Any], path: str, language: str) -> Definition:
-        name, qualname, kind, sb, eb, sl, el, sig, doc, body = row
-        return cls(name, qualname, kind, path, sb, eb, sl, el, sig, doc, bool(body), language)
-
-
-@dataclass(slots=True)
-class Import:
-    text: str
-    modules: list[str]
-    names: list[str]
-    line: int
-
-    def stems(self) -> set[str]:
-        """Names a file or directory providing this import could have (`./lib/util` -> util, lib)."""
-        stems = set(self.names)
-        for module in self.modules:
-            module = re.sub(r"\{.*\}", "", module)  # Rust `a::b::{c, d}`: names are listed separately
-            module = re.sub(r"\.(h|hh|hpp|js|jsx|mjs|ts|tsx|py|rs)$", "", module)
-            parts = [p for p in re.split(r"[/\\.:*]+", module) if p]
-            stems.update(parts[-2:])
-        return stems
-
-
-@dataclass
-class FileInfo:
-    path: str  # repository-relative, POSIX separators
-    language: str
-    definitions: list[Definition]
-    imports: list[Import]
-    references: set[str]
-    size: int = 0
-    mtime_ns: int = 0
-    sha1: str = ""
-
-    def import_stems(self) -> set[str]:
-        stems: set[str] = set()
-        for imp in self.imports:
-            stems |= imp.stems()
-        return stems
 
 
 @dataclass
@@ -183,13 +121,13 @@ def _walk(root: Path) -> list[str]:
 def _is_candidate(rel: str) -> bool:
     """Files worth opening: a grammar language by extension, or no extension (maybe a shebang)."""
     name = rel.rsplit("/", 1)[-1]
-    language = L.language_for_extension(name)
+    language = language_for_extension(name)
     if language is not None:
         return language in _GRAMMAR_NAMES
     return "." not in name.lstrip(".")
 
 
-_GRAMMAR_NAMES = frozenset(L.grammar_names())
+_GRAMMAR_NAMES = frozenset(grammar_names())
 
 
 def skip_reason(rel: str, data: bytes) -> str | None:
@@ -206,28 +144,6 @@ def skip_reason(rel: str, data: bytes) -> str | None:
     if len(data) > 10_000 and len(data) / (data.count(b"\n") + 1) > 300:
         return "minified"
     return None
-
-
-def analyze_source(data: bytes, lang: L.Language) -> dict[str, Any]:
-    """The cache entry payload (definitions, imports, references) for one parsed file."""
-    tree = L.parse(data, lang)
-    syntax = L.syntax_for(lang)
-    if tree is None or syntax is None:
-        return {"d": [], "i": [], "r": []}
-    defs = []
-    for defn in L.definition_nodes(tree, lang):
-        leading = L.leading_nodes(defn.outer)
-        start = leading[0] if leading else defn.outer
-        defs.append(
-            [defn.name, defn.qualname, defn.kind, start.start_byte, defn.outer.end_byte, start.start_point[0] + 1,
-             defn.outer.end_point[0] + 1, L.signature_of(defn, data), L.doc_of(defn, syntax, data),
-             int(defn.body is not None)]
-        )  # fmt: skip
-    imports = []
-    for node in L.import_nodes(tree, lang):
-        modules, names = L.import_modules(node)
-        imports.append([L.node_text(node), modules, names, node.start_point[0] + 1])
-    return {"d": defs, "i": imports, "r": sorted(L.identifier_texts(tree, lang))}
 
 
 def index_file(root: str, rel: str) -> dict[str, Any]:
@@ -249,7 +165,7 @@ def index_file(root: str, rel: str) -> dict[str, Any]:
         except UnicodeDecodeError:
             reason = "non-utf8"
     if reason is None:
-        lang = L.detect_language(Path(rel), text)
+        lang = detect_language(Path(rel), text)
         entry["l"] = lang.name
         if lang.ts_language is None:
             reason = "no grammar"
@@ -284,7 +200,7 @@ class RepoIndex:
                 if entry["x"] != "no grammar":
                     self.skipped[rel] = entry["x"]
                 continue
-            info = self.files[rel] = _file_info(rel, entry)
+            info = self.files[rel] = file_info(rel, entry)
             for defn in info.definitions:
                 self._by_name.setdefault(defn.name, []).append(defn)
 
@@ -368,20 +284,6 @@ def _gc_paused() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _file_info(rel: str, entry: dict[str, Any]) -> FileInfo:
-    language = entry.get("l") or L.PLAIN_TEXT
-    return FileInfo(
-        path=rel,
-        language=language,
-        definitions=[Definition.from_row(row, rel, language) for row in entry.get("d", ())],
-        imports=[Import(*row) for row in entry.get("i", ())],
-        references=set(entry.get("r", ())),
-        size=entry.get("s", 0),
-        mtime_ns=entry.get("m", 0),
-        sha1=entry.get("h", ""),
-    )
 
 
 def _reuse_entries(

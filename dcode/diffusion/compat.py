@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from dcode.errors import ModelError
-from dcode.model.loader import LoadedModel, align_logits
+from dcode.model.loaded import LoadedModel, align_logits
 
 TokensHook = Callable[[int | None, Tensor, Tensor | None], Tensor]
 LogitsHook = Callable[[int, Tensor, Tensor], Tensor]

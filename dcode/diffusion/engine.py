@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from dcode.diffusion.sampler import Canvas, DecodeOptions, DecodeStats, HoleState, denoise
 from dcode.errors import InputError
-from dcode.model.loader import LoadedModel
+from dcode.model.loaded import LoadedModel
 
 DEFAULT_INFILL_TOKENS = 32
 DEFAULT_GENERATE_BLOCK = 32

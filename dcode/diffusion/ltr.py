@@ -15,7 +15,7 @@ import torch
 
 from dcode.diffusion.engine import Completion, carry_confidences, heal
 from dcode.diffusion.sampler import DecodeStats
-from dcode.model.loader import LoadedModel
+from dcode.model.loaded import LoadedModel
 
 
 def block_ended(text: str, single_line: bool) -> int | None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from dcode.model.loader import LoadedModel
+from dcode.model.loaded import LoadedModel
 from dcode.model.transformer import KVCache
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcode.errors import InputError
-from dcode.train.corpus import SourceFile, collect_files, discover_packages
+from dcode.sources.packages import SourceFile, collect_files, discover_packages
 
 TESTS_MARKER = "# --- tests ---"
 HELDOUT_NAME = "heldout.json"

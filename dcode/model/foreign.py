@@ -35,7 +35,7 @@ from dcode.model.device import resolve_device, resolve_dtype
 from dcode.model.hf_tokenizers import (
     MissingTokenizer, SpecialIds, load_tokenizer, read_json, special_ids, tokenizer_kind,
 )
-from dcode.model.loader import LoadedModel, build_model
+from dcode.model.loaded import LoadedModel, build_model
 from dcode.model.transformer import Transformer
 
 # config.json model_type (lower-cased) -> family. Open-dCoder (fredzzp/open-dcoder-0.5B) is Dream's

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from dcode.errors import InputError, ModelError
-from dcode.model.base import base_cache_dir
+from dcode.model.paths import (
+    DEFAULT_MODEL_NAME, KNOWN, PULL_NAME, PULL_RECORD, models_dir, shipped_model, shipped_weights_root,
+)
 from dcode.ui import stderr_console
 
-PULL_RECORD = "dcode-pull.json"
 # Seconds to wait for the Hub before saying it cannot be reached (a pull must never hang).
 TIMEOUT = 10
 # What dcode reads from a checkpoint; everything else (pickles, remote code, READMEs) stays there.
@@ -33,29 +34,9 @@ ALLOW = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_c
          "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
          "*.safetensors", "model.safetensors.index.json")
 DENY = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl", "*.py")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _REPO = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
 
 console = stderr_console()
-
-
-@dataclass(frozen=True)
-class KnownModel:
-    """A short name `dcode pull` accepts; repository and license as its model card gives them."""
-
-    repo: str
-    license: str
-    parameters: str
-
-
-KNOWN: dict[str, KnownModel] = {
-    "dream-coder": KnownModel("Dream-org/Dream-Coder-v0-Instruct-7B", "Apache-2.0", "7.6B"),
-    "diffucoder": KnownModel("apple/DiffuCoder-7B-Instruct", "apple-amlr", "7.6B"),
-    "diffucoder-cpgrpo": KnownModel("apple/DiffuCoder-7B-cpGRPO", "apple-amlr", "7.6B"),
-    "dreamon": KnownModel("Dream-org/DreamOn-v0-7B", "Apache-2.0", "7.6B"),
-    "llada": KnownModel("GSAI-ML/LLaDA-8B-Instruct", "MIT", "8.0B"),
-    "open-dcoder": KnownModel("fredzzp/open-dcoder-0.5B", "Apache-2.0", "0.5B"),
-}
 
 
 @dataclass(frozen=True)
@@ -78,11 +59,6 @@ class RemoteFile:
     sha256: str | None  # the LFS sha256 (shards); None for small git files
 
 
-def models_dir() -> Path:
-    """Where pulled checkpoints live: `<dcode cache>/models`."""
-    return base_cache_dir() / "models"
-
-
 def parse_target(spec: str) -> PullTarget:
     """`dream-coder`, `dream-coder@<sha>` or `owner/repo[@rev]`; a repo's name is its last part."""
     ref, _, revision = spec.partition("@")
@@ -96,27 +72,7 @@ def parse_target(spec: str) -> PullTarget:
 
 def names_hub_model(spec: str) -> bool:
     """Whether `dcode pull spec` means the Hub: not a directory here, nor a shipped model's name."""
-    from dcode.model.loader import shipped_weights_root
-
-    if Path(spec).expanduser().is_dir():
-        return False
-    root = shipped_weights_root()
-    return not (root is not None and "/" not in spec and (root / spec).is_dir())
-
-
-def pulled_dir(name: str) -> Path | None:
-    """The directory of a completed pull called `name`, or None."""
-    if not _NAME.fullmatch(name):
-        return None
-    directory = models_dir() / name
-    return directory if (directory / PULL_RECORD).is_file() else None
-
-
-def not_pulled_hint(name: str) -> str | None:
-    """The one-line fix for `--model NAME` naming a short name that is not pulled yet."""
-    if name in KNOWN and pulled_dir(name) is None:
-        return f"{name} is not pulled yet: run `dcode pull {name}` ({KNOWN[name].repo})"
-    return None
+    return not Path(spec).expanduser().is_dir() and shipped_model(spec) is None
 
 
 def pull(spec: str) -> Path:
@@ -391,7 +347,6 @@ def _one_line(err: BaseException) -> str:
 
 def installed_models() -> list[dict]:
     """Shipped and pulled models: name, kind, family, parameters, bytes on disk, path, default."""
-    from dcode.model.loader import DEFAULT_MODEL_NAME, shipped_weights_root
 
     default = os.environ.get("DCODE_MODEL") or DEFAULT_MODEL_NAME
     rows = []
@@ -445,11 +400,10 @@ def _disk_bytes(path: Path) -> int:
 
 def remove_model(name: str) -> Path:
     """Delete a pulled (or unfinished) model; shipped ones are refused."""
-    from dcode.model.loader import shipped_weights_root
 
     root = shipped_weights_root()
     directory = models_dir() / name
-    if not _NAME.fullmatch(name) or not directory.is_dir():
+    if not PULL_NAME.fullmatch(name) or not directory.is_dir():
         if root is not None and (root / name).is_dir():
             raise InputError(f"{name} is shipped with dcode, not pulled: it cannot be removed")
         raise InputError(f"{name}: no pulled model by that name (see `dcode models`)")

@@ -8,7 +8,7 @@ from typing import Any
 from dcode.model.checkpoint import weights_size
 from dcode.model.config import ModelConfig, read_config_json
 from dcode.model.device import resolve_device, resolve_dtype
-from dcode.model.loader import resolve_model_dir
+from dcode.model.paths import resolve_model_dir
 
 
 def describe(model: str | None, device: str | None, dtype: str | None) -> dict:

@@ -41,11 +41,11 @@ from dcode.errors import InputError
 from dcode.model.adapted import ADDED_TOKENS, convert_base
 from dcode.model.base import BaseManifest, locate_base
 from dcode.model.device import cpu_has_fast_bf16
-from dcode.model.loader import build_model
+from dcode.model.loaded import build_model
 from dcode.model.lora import ADDED_ROWS, AdapterConfig, adapter_tensors, attach, load_adapter, save_adapter
 from dcode.model.tokenizer import Tokenizer
 from dcode.model.transformer import Transformer
-from dcode.train.corpus import SourceFile, cap_files, collect_files, discover_packages, is_validation
+from dcode.sources.packages import SourceFile, cap_files, collect_files, discover_packages, is_validation
 from dcode.train.run import TrainState, _Progress, lr_at, peak_flops, train_flops_per_token
 
 HOLE_KINDS = ("line", "lines", "body", "span")

@@ -1,0 +1,9 @@
+(case_statement) @container
+(compound_statement) @container
+(declaration_list) @container
+(field_declaration_list) @container
+(preproc_elif) @container
+(preproc_else) @container
+(preproc_if) @container
+(preproc_ifdef) @container
+(translation_unit) @container

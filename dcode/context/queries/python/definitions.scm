@@ -1,0 +1,3 @@
+(function_definition) @definition.function
+(class_definition) @definition.class
+(decorated_definition) @wrapper

@@ -1,0 +1,2 @@
+(block) @container
+(module) @container

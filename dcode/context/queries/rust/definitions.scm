@@ -1,0 +1,12 @@
+(function_item) @definition.function
+(function_signature_item) @definition.function
+(struct_item) @definition.struct
+(enum_item) @definition.enum
+(union_item) @definition.union
+(trait_item) @definition.trait
+(impl_item) @definition.impl
+(mod_item) @definition.module
+(type_item) @definition.type
+(macro_definition) @definition.macro
+(const_item) @definition.constant
+(static_item) @definition.constant

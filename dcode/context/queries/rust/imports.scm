@@ -1,0 +1,3 @@
+(extern_crate_declaration) @import
+(mod_item) @import
+(use_declaration) @import

@@ -1,0 +1,3 @@
+(block) @container
+(declaration_list) @container
+(source_file) @container

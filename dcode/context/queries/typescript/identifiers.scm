@@ -1,0 +1,2 @@
+; inherits: javascript
+(type_identifier) @identifier

@@ -1,0 +1,3 @@
+; inherits: javascript
+(enum_body) @container
+(interface_body) @container
