@@ -61,7 +61,7 @@ class Settings:
     remote_model: str | None = None  # the model an OpenAI server is asked for; None: its first
     api_key: str | None = field(default=None, repr=False)  # sent as a bearer token; never printed
     timeout: float = 120.0  # seconds to wait for one reply from the server
-    threads: int | None = None  # torch's CPU threads; None: cores - 1, at most 4 (see dcode.complete.threads_for)
+    threads: int | None = None  # torch's CPU threads; None: cores - 1, at most 4 (dcode.complete.completer.threads_for)
 
     def decode_options(self, **overrides: Any) -> DecodeOptions:
         from dcode.diffusion.sampler import DecodeOptions  # imports torch: only when decoding

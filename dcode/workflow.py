@@ -14,6 +14,7 @@ from dcode.context.index import RepoIndex, find_repo_root
 from dcode.context.languages import Language
 from dcode.diffusion.engine import Completion, has_chat_template, infill_stream, refine_stream
 from dcode.diffusion.sampler import DecodeOptions, HoleState
+from dcode.edit.check import check_syntax
 from dcode.edit.files import content_hash
 from dcode.edit.proposal import Proposal
 from dcode.edit.targets import Target, resolve_target, scope_exit, target_in_text
@@ -166,8 +167,6 @@ def check_parse(proposal: Proposal, text: str, language: Language) -> None:
 def keeps_parsing(before_text: str, after_text: str, language: Language) -> bool:
     """The edited file has no more syntax errors than the original (and, for Python, compiles
     whenever the original did)."""
-    from dcode.hook import check_syntax  # the hook's whole-file check; imported late (hook imports us)
-
     before = check_syntax(before_text, language)
     after = check_syntax(after_text, language)
     if after.errors > before.errors:

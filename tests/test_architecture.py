@@ -16,20 +16,12 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "dcode"
 MAX_LINES = 500
 
-# The data path, lowest first; `dcode.errors` sits under all of it.
-PATH_LAYERS = ("dcode.model", "dcode.diffusion", "dcode.context", "dcode.edit")
+# The data path, lowest first; `dcode.errors` sits under all of it. The front ends (cli, shell,
+# hook, server, complete) sit on top and call the workflow.
+PATH_LAYERS = ("dcode.model", "dcode.diffusion", "dcode.context", "dcode.edit", "dcode.settings", "dcode.remote",
+               "dcode.workflow")
 # Beside the path: they may import it, nothing on it may import them.
-BESIDE = ("dcode.sources", "dcode.eval", "dcode.train", "dcode.bench", "dcode.diffusion.bench", "dcode.context.bench")
-# Checked for cycles and size now; dcode.bench, the benches' new home, is checked with the front ends.
-INNER = PATH_LAYERS + ("dcode.sources", "dcode.eval", "dcode.train", "dcode.errors")
-
-# Imports that still climb to the front ends' dcode.ui (a terminal console, a text diff); they go
-# once those helpers move down, which dcode/ui.py's owners do with the front ends.
-PENDING_UPWARD = {
-    ("dcode.model.base", "dcode.ui"),
-    ("dcode.model.hub", "dcode.ui"),
-    ("dcode.edit.change", "dcode.ui"),
-}
+BESIDE = ("dcode.sources", "dcode.eval", "dcode.train", "dcode.bench")
 
 
 def module_name(path: Path) -> str:
@@ -140,13 +132,12 @@ def oversized(names: list[str]) -> list[str]:
 def test_the_walker_sees_function_level_imports_and_skips_type_checking_blocks():
     graph = import_graph()
     assert "dcode.model.adapted" in graph["dcode.model.loader"]  # imported inside load_model
-    assert "dcode.model.tokenizer" not in graph["dcode.ui"]  # only under TYPE_CHECKING
+    assert "dcode.model.tokenizer" not in graph["dcode.cli.render"]  # only under TYPE_CHECKING
 
 
-def test_no_import_cycle_below_the_front_ends():
+def test_no_import_cycle():
     graph = import_graph()
-    inner = {name for name in graph if in_package(name, INNER)}
-    assert cycles(graph, inner) == []
+    assert cycles(graph, set(graph)) == []
 
 
 def test_no_layer_imports_one_above_it_nor_what_sits_beside_the_path():
@@ -158,8 +149,7 @@ def test_no_layer_imports_one_above_it_nor_what_sits_beside_the_path():
             continue
         for target in sorted(imported):
             target_layer = path_layer(target)
-            below = target == "dcode.errors" or (target_layer is not None and target_layer <= layer)
-            if not below and (name, target) not in PENDING_UPWARD:
+            if target != "dcode.errors" and (target_layer is None or target_layer > layer):
                 wrong.append(f"{name} -> {target}")
     assert wrong == []
 
@@ -170,13 +160,5 @@ def test_nothing_beside_the_path_is_imported_by_the_path_or_by_errors():
     assert [f"{n} -> {t}" for n in sorted(on_path) for t in sorted(graph[n]) if in_package(t, BESIDE)] == []
 
 
-def test_no_module_below_the_front_ends_is_over_the_size_limit():
-    assert oversized([name for name in all_modules() if in_package(name, INNER)]) == []
-
-
-@pytest.mark.skip(reason="front ends move in the next step")
-def test_front_ends_have_no_cycle_and_no_oversized_module():
-    graph = import_graph()
-    assert cycles(graph, set(graph)) == []
-    assert oversized(list(graph)) == []
-    assert [pair for pair in sorted(PENDING_UPWARD) if pair[1] in graph[pair[0]]] == []
+def test_no_module_is_over_the_size_limit():
+    assert oversized(list(all_modules())) == []

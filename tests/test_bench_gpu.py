@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dcode.bench import checks
 from dcode.bench.common import BenchContext
 from dcode.bench.gpu import run_gpu_bench
-from dcode.cli import app
+from dcode.cli.app import app
 
 SECTIONS = ("correctness", "end_to_end", "speed", "step_7b", "training")
 

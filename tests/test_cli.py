@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dcode.cli import app
+from dcode.cli.app import app
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dcode.context.bench import _pick_targets, format_bench, run_context_bench
+from dcode.bench.context import _pick_targets, format_bench, run_context_bench
 from dcode.context.index import RepoIndex
 
 DATA = Path(__file__).parent / "data" / "repos"

@@ -93,7 +93,7 @@ def test_model_predictor_runs_the_engine(tiny_model, tasks: list[InfillTask]) ->
 
 def test_eval_command_on_the_shipped_model(tmp_path: Path) -> None:
     assert (SHIPPED / "config.json").is_file(), "the shipped model weights/dcode-mini is missing"
-    from dcode.cli import app
+    from dcode.cli.app import app
 
     out = tmp_path / "report.json"
     result = CliRunner().invoke(app, ["eval", "--limit", "5", "--json", str(out)])

@@ -17,16 +17,10 @@ from rich.console import Console
 
 from dcode.edit.journal import Journal
 from dcode.errors import InputError, ModelError
-from dcode.hook import (
-    BACKUP_NAME,
-    HOOK_MARKER,
-    HoleFiller,
-    install_hook,
-    open_repo,
-    run_hook,
-    staged_files,
-    uninstall_hook,
-)
+from dcode.hook.filler import HoleFiller
+from dcode.hook.install import BACKUP_NAME, HOOK_MARKER, install_hook, uninstall_hook
+from dcode.hook.repo import open_repo, staged_files
+from dcode.hook.run import run_hook
 from dcode.model.loader import LoadedModel
 from dcode.server import DcodeServer, ServerInfo
 from dcode.settings import Settings
@@ -204,11 +198,11 @@ def test_a_fix_that_does_not_parse_is_not_written_and_the_commit_stops(repo, emi
 def test_the_cli_hook_fails_on_what_it_cannot_fix_and_says_why(repo, emitting, monkeypatch):
     from typer.testing import CliRunner
 
-    from dcode.cli import app
+    from dcode.cli.app import app
 
     stage(repo, "calc.py", BROKEN)
     model = emitting("def add(a, b:\n    ((((\n")
-    monkeypatch.setattr("dcode.commands.load", lambda settings: model)
+    monkeypatch.setattr("dcode.cli.session.load", lambda settings: model)
     result = CliRunner().invoke(app, ["hook", "run", "--no-server", "--attempts", "1"])
     assert result.exit_code == 1
     assert "could not fix calc.py: syntax error at lines 4-5" in result.stderr
@@ -277,9 +271,9 @@ def test_undo_reverts_the_whole_hook_run(repo, emitting):
 
 def review_with(monkeypatch, answers: str) -> Callable:
     """The CLI's review of the hook's fix-ups, on a pretend terminal that types `answers`."""
-    from dcode.commands import review_fixups
+    from dcode.cli.review import review_fixups
 
-    monkeypatch.setattr("dcode.commands.interactive", lambda: True)
+    monkeypatch.setattr("dcode.cli.session.interactive", lambda: True)
     monkeypatch.setattr("sys.stdin", io.StringIO(answers))
     return review_fixups
 
@@ -303,7 +297,7 @@ def test_one_review_for_fixes_across_files_applies_the_chosen_hunks(repo, emitti
 def test_fixes_kept_pending_are_accepted_later_by_hunk(repo, emitting, monkeypatch):
     from typer.testing import CliRunner
 
-    from dcode.cli import app
+    from dcode.cli.app import app
 
     a = stage(repo, "a.py", BROKEN)
     b = stage(repo, "b.py", BROKEN.replace("import os", "import re"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dcode.cli import app
+from dcode.cli.app import app
 from dcode.errors import InputError, ModelError
 from dcode.model import hub
 from dcode.model.loader import load_model, resolve_model_dir

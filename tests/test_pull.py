@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from typer.testing import CliRunner
 
-from dcode.cli import app
+from dcode.cli.app import app
 from dcode.errors import ModelError
 from dcode.model import base
 from dcode.model.base import BaseManifest, base_cache_dir, base_path, locate_base, pull_base

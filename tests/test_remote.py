@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dcode.cli import app
+from dcode.cli.app import app
 from dcode.diffusion.sampler import DecodeOptions
 from dcode.errors import InputError, ModelError, NoEditError
 from dcode.remote.http import HttpClient

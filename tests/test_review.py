@@ -16,7 +16,7 @@ from prompt_toolkit.output import DummyOutput
 from rich.console import Console
 from typer.testing import CliRunner
 
-from dcode.cli import app
+from dcode.cli.app import app
 from dcode.shell import Shell
 
 LONG = "".join(f"x{i} = {i}\n" for i in range(1, 15))
@@ -53,7 +53,7 @@ def use(monkeypatch, emitting):
 
     def make(text: str):
         model = emitting(text)
-        monkeypatch.setattr("dcode.commands.load", lambda settings: model)
+        monkeypatch.setattr("dcode.cli.session.load", lambda settings: model)
         return model
 
     return make
@@ -62,7 +62,7 @@ def use(monkeypatch, emitting):
 @pytest.fixture
 def terminal(monkeypatch):
     """The commands believe they run on a terminal (they review instead of keeping it pending)."""
-    monkeypatch.setattr("dcode.commands.interactive", lambda: True)
+    monkeypatch.setattr("dcode.cli.session.interactive", lambda: True)
 
 
 @pytest.fixture

@@ -29,7 +29,8 @@ import torch
 from dcode.errors import InputError
 from dcode.model.checkpoint import save_checkpoint
 from dcode.model.loader import build_model
-from dcode.complete import apply_stop, parse_request
+from dcode.complete.request import parse_request
+from dcode.complete.response import apply_stop
 from dcode.server import (
     DcodeServer,
     ServerInfo,

@@ -20,7 +20,8 @@ import openai
 import pytest
 import torch
 
-from dcode.complete import Completer, committed_text, threads_for
+from dcode.complete.completer import Completer, threads_for
+from dcode.complete.response import committed_text, exit_code
 from dcode.diffusion.engine import Prompt
 from dcode.diffusion.sampler import DecodeStats, HoleState
 from dcode.model.checkpoint import save_checkpoint
@@ -302,6 +303,31 @@ def test_dcode_complete_through_a_server_imports_no_torch(server, env, model_dir
     report = json.loads(out.stderr.strip().splitlines()[-1])
     assert report == {"code": 0, "heavy": []} and server.model_calls == calls + 1
     assert isinstance(json.loads(out.stdout)["content"], str)
+
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+                                   MemoryError()])
+def test_running_out_of_memory_is_model_unavailable(flags, monkeypatch, error):
+    """As the CLI says it: the model does not fit (exit 3), not an internal error (exit 2)."""
+    def infill_stream(*args, **kwargs):
+        raise error
+
+    completer = Completer(flags)
+    completer.ensure_model()
+    monkeypatch.setattr("dcode.diffusion.engine.infill_stream", infill_stream)
+    answer = completer.answer(REQUEST)
+    assert answer["error"]["code"] == "model_unavailable" and exit_code(answer) == 3
+    message = answer["error"]["message"]
+    assert "\n" not in message
+    assert message.startswith("the GPU ran out of memory (" if isinstance(error, torch.OutOfMemoryError)
+                              else "out of memory (")
+
+
+def test_dcode_complete_with_an_endpoint_imports_no_torch():
+    code = "import sys, dcode.complete.remote; print(sorted(m for m in ('torch', 'dcode.remote.model') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # -- threads -------------------------------------------------------------------------------------

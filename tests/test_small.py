@@ -21,7 +21,7 @@ import pytest
 import torch
 from tiny_gguf import CTX, random_weights, train_bpe, write_gguf
 
-from dcode.diffusion.bench import complete_row
+from dcode.bench.decoding import complete_row
 from dcode.diffusion.engine import Completion, fim_prompt, infill, infill_stream, refine
 from dcode.diffusion.ltr import block_ended, ltr_infill
 from dcode.diffusion.sampler import Canvas, DecodeOptions, HoleState, LogitSource, constrain_first

@@ -1,6 +1,6 @@
 """`dcode bench gpu` speed section: the shipped models' decoding schedules and compiled forwards.
 
-The schedule rows come from dcode.diffusion.bench (`infill_rows`, the same runs as `dcode bench
+The schedule rows come from dcode.bench.decoding (`infill_rows`, the same runs as `dcode bench
 speed`), on single-line holes and on whole-function holes, plus a warm single-line `complete`.
 The compiled rows time one denoising forward at bucketed active-canvas sizes with the context in
 the KV cache: eager, torch.compile without CUDA graphs, and with them ("reduce-overhead"). The
@@ -17,7 +17,7 @@ import torch
 
 from dcode.bench.checks import SHIPPED, load_shipped
 from dcode.bench.common import BenchContext, one_line, time_ms
-from dcode.diffusion.bench import Row, complete_row, infill_rows
+from dcode.bench.decoding import Row, complete_row, infill_rows
 from dcode.model.loader import LoadedModel
 
 SPEEDUP_TARGET = 5.0  # threshold decoding's tokens/s over one token per pass

@@ -21,9 +21,21 @@ from pathlib import Path
 from dcode.edit.files import check_unchanged
 from dcode.edit.journal import Journal
 from dcode.errors import InputError
-from dcode.ui import unified_diff
 
 CONTEXT_LINES = 3  # unified_diff's context: the same grouping gives the same hunks
+
+
+def unified_diff(rel_path: str, old: str, new: str) -> str:
+    """A `git apply`-compatible unified diff (with the no-newline-at-end marker)."""
+    old_lines = old.splitlines(keepends=True)
+    new_lines = new.splitlines(keepends=True)
+    out: list[str] = []
+    for line in difflib.unified_diff(old_lines, new_lines, f"a/{rel_path}", f"b/{rel_path}", n=CONTEXT_LINES):
+        if line.endswith("\n"):
+            out.append(line)
+        else:
+            out.append(line + "\n\\ No newline at end of file\n")
+    return "".join(out)
 
 
 @dataclass

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcode.errors import InputError, ModelError
+from dcode.model.console import stderr_console
 from dcode.model.paths import base_cache_dir, shipped_model, shipped_weights_root
-from dcode.ui import stderr_console
 
 MANIFEST_NAME = "base.json"
 STAMP_SUFFIX = ".verified"

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from dcode.errors import InputError, ModelError
+from dcode.model.console import stderr_console
 from dcode.model.paths import (
     DEFAULT_MODEL_NAME, KNOWN, PULL_NAME, PULL_RECORD, models_dir, shipped_model, shipped_weights_root,
 )
-from dcode.ui import stderr_console
 
 # Seconds to wait for the Hub before saying it cannot be reached (a pull must never hang).
 TIMEOUT = 10

@@ -19,6 +19,7 @@ from typing import Any
 
 from dcode.diffusion.sampler import DecodeOptions
 from dcode.errors import InputError, ModelError, NoEditError
+from dcode.remote.fields import request_fields
 from dcode.remote.http import HttpClient, expect_json
 from dcode.remote.pieces import carry
 
@@ -92,8 +93,6 @@ class DcodeProtocol(Protocol):
     confidences = True
 
     def request(self, hole: Hole) -> dict:
-        from dcode.complete import request_fields
-
         body = {
             "input_prefix": hole.prefix, "input_suffix": hole.suffix, "filename": hole.path or "untitled",
             "input_extra": [{"filename": p, "text": t} for p, t in hole.context], "gather_context": False,

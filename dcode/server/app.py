@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from dcode.complete import error_response
+from dcode.complete.response import error_response
 from dcode.errors import InputError
 from dcode.server import llama, openai
 from dcode.server.sse import SentText, StreamDiverged, event

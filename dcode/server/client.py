@@ -13,7 +13,10 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from dcode.complete import MAX_REQUEST_BYTES, Completer, exit_code, serve_stdio
+from dcode.complete.completer import Completer
+from dcode.complete.request import MAX_REQUEST_BYTES
+from dcode.complete.response import exit_code
+from dcode.complete.stdio import serve_stdio
 from dcode.errors import DcodeError, ModelError
 from dcode.server.discovery import ServerInfo, live_servers, request
 

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dcode.complete import MAX_REQUEST_BYTES, Completer
+from dcode.complete.completer import Completer
+from dcode.complete.request import MAX_REQUEST_BYTES
 from dcode.errors import InputError
 from dcode.server.app import build_app, is_loopback, model_thread
 from dcode.server.client import configured_model_dir

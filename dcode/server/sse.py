@@ -1,7 +1,7 @@
 """Server-Sent Events, and the invariant that makes streaming a diffusion hole safe.
 
 The hole is not written left to right, so a stream sends only its committed left part
-(dcode.complete.committed_text), and each chunk only what extends the text sent so far. The last
+(dcode.complete.response.committed_text), and each chunk only what extends the text sent so far. The last
 chunk carries the rest of the final `content`, so the chunks concatenate to exactly that.
 """
 

@@ -1,24 +1,20 @@
 """`dcode complete` with an endpoint: the editor contract answered by the server's model. The
-repository context is gathered here, where the files are, and sent with each request."""
+repository context is gathered here, where the files are, and sent with each request.
+
+dcode.remote imports the engine (torch): it is imported when the first request is answered, so
+that importing this module costs no more than the rest of `dcode complete`."""
 
 from __future__ import annotations
 
 import json
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from dcode.complete import Completer, apply_stop, error_response, exit_code, parse_request, timings
-from dcode.errors import DcodeError
-from dcode.remote.model import RemoteModel, connect, model_flag_names_remote
-from dcode.settings import load_settings
+from dcode.complete.completer import Completer
+from dcode.complete.request import parse_request
+from dcode.complete.response import apply_stop, error_response, exit_code, timings
 
-
-def endpoint_for(flags: dict[str, Any]) -> str | None:
-    """The configured endpoint (flag, DCODE_ENDPOINT or user config); None also for a broken
-    config, whose error the in-process path reports."""
-    try:
-        return load_settings(None, flags)[0].endpoint
-    except DcodeError:
-        return None
+if TYPE_CHECKING:
+    from dcode.remote.model import RemoteModel
 
 
 class RemoteCompleter(Completer):
@@ -26,6 +22,8 @@ class RemoteCompleter(Completer):
 
     def ensure_model(self) -> RemoteModel:
         if self.model is None:
+            from dcode.remote.model import connect, model_flag_names_remote
+
             model_flag_names_remote(self.settings, self.flags)
             self.model = connect(self.settings)
         return self.model

@@ -1,4 +1,5 @@
-"""What the user sees: unified diffs with uncertain tokens marked, and the live denoising view.
+"""What the user sees: unified diffs with uncertain tokens marked, the live denoising view, and a
+proposal's report.
 
 Human output goes to stderr; results (diffs, JSON) go to stdout. Colour and the live view are
 used only on a terminal, and never with NO_COLOR set or TERM=dumb.
@@ -6,15 +7,10 @@ used only on a terminal, and never with NO_COLOR set or TERM=dumb.
 
 from __future__ import annotations
 
-import difflib
-import os
-import shlex
-import subprocess
+import json
 import sys
-import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
@@ -23,65 +19,26 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.text import Text
 
-from dcode.errors import InputError
+from dcode.edit.files import newline_style
+from dcode.model.console import plain_terminal, stderr_console, stdout_console
 
-if TYPE_CHECKING:  # both import torch; the CLI's start-up should not
+if TYPE_CHECKING:  # all three import torch; the CLI's start-up should not
     from dcode.diffusion.sampler import HoleState
+    from dcode.edit.proposal import Proposal
     from dcode.model.tokenizer import Tokenizer
 
 MASK_GLYPH = "░"
 UNCERTAIN_STYLE = "bold black on yellow"
 
-
-def plain_terminal() -> bool:
-    return bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+err_console = stderr_console()
 
 
-def stderr_console() -> Console:
-    plain = plain_terminal()
-    return Console(stderr=True, no_color=plain, force_terminal=None if not plain else False, highlight=False,
-                   soft_wrap=True)
-
-
-def stdout_console() -> Console:
-    plain = plain_terminal()
-    return Console(no_color=plain, force_terminal=None if not plain else False, highlight=False, soft_wrap=True)
+def say(message: str) -> None:
+    err_console.print(message, markup=False, highlight=False)
 
 
 def live_enabled(requested: bool) -> bool:
     return requested and sys.stderr.isatty() and not plain_terminal()
-
-
-def unified_diff(rel_path: str, old: str, new: str) -> str:
-    """A `git apply`-compatible unified diff (with the no-newline-at-end marker)."""
-    old_lines = old.splitlines(keepends=True)
-    new_lines = new.splitlines(keepends=True)
-    out: list[str] = []
-    for line in difflib.unified_diff(old_lines, new_lines, f"a/{rel_path}", f"b/{rel_path}", n=3):
-        if line.endswith("\n"):
-            out.append(line)
-        else:
-            out.append(line + "\n\\ No newline at end of file\n")
-    return "".join(out)
-
-
-def edit_text(text: str, suffix: str) -> str:
-    """`text` as the user leaves it in their editor ($VISUAL, else $EDITOR, else vi), opened on a
-    temporary file named with `suffix` so the editor knows the language."""
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-    with tempfile.TemporaryDirectory(prefix="dcode-edit-") as tmp:
-        path = Path(tmp) / f"proposal{suffix}"
-        path.write_bytes(text.encode("utf-8"))
-        try:
-            done = subprocess.run([*shlex.split(editor), str(path)])
-        except OSError as exc:
-            raise InputError(f"cannot run the editor {editor!r}: {exc.strerror or exc}") from None
-        if done.returncode != 0:
-            raise InputError(f"the editor {editor!r} exited with status {done.returncode}; nothing was changed")
-        try:
-            return path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError("the edited text is not UTF-8; nothing was changed") from None
 
 
 def uncertain_spans(tokenizer: Tokenizer, ids: list[int], confidences: list[float], threshold: float) -> list[tuple[int, int]]:
@@ -171,3 +128,71 @@ def live_view(console: Console, tokenizer: Tokenizer, enabled: bool, low: float,
             live.update(Panel(Group(hole_text(tokenizer, state, low)), title=title, subtitle=caption))
 
         yield update
+
+
+def proposal_view(proposal: Proposal, tokenizer: Tokenizer, settings) -> tuple[str, list, list[int]]:
+    """(diff, highlight ranges, uncertain line numbers in the new file)."""
+    from dcode.edit.change import numbered_diff
+
+    text = proposal.original_text()
+    new = proposal.new_text(text)
+    diff = numbered_diff([(proposal.rel_path, text, new)])
+    spans = uncertain_spans(tokenizer, proposal.token_ids, proposal.confidences, settings.low_confidence)
+    # Spans are offsets in the raw fill; the insertion may differ only by newline style, so map
+    # through the start of the hole (CRLF files get an offset per preceding newline).
+    crlf = newline_style(text) == "\r\n"
+    shifted = []
+    for a, b in spans:
+        extra_a = proposal.fill.count("\n", 0, a) if crlf else 0
+        extra_b = proposal.fill.count("\n", 0, b) if crlf else 0
+        shifted.append((proposal.start + a + extra_a, proposal.start + b + extra_b))
+    highlights = diff_highlights(diff, new, shifted)
+    lines = sorted({new.count("\n", 0, a) + 1 for a, _ in shifted})
+    return diff, highlights, lines
+
+
+def result_json(proposal: Proposal, diff: str, uncertain: list[int], applied: bool) -> dict:
+    from dcode.edit.change import hunks_in
+    from dcode.edit.proposal import line_count
+
+    return {
+        "path": proposal.rel_path,
+        "kind": proposal.kind,
+        "fill": proposal.fill,
+        "diff": diff,
+        "applied": applied,
+        "uncertain_lines": uncertain,
+        "passes": proposal.passes,
+        "parses": proposal.parses,
+        "problem": proposal.problem,
+        "model": proposal.model,
+        "stats": proposal.stats,
+        "notes": proposal.notes,
+        "lines": line_count(proposal.fill),
+        "hunks": hunks_in(diff),  # what `dcode accept --hunks` numbers
+    }
+
+
+def show(proposal: Proposal, view: tuple[str, list, list[int]], diff_only: bool, json_out: bool, applied: bool = False,
+         pending: bool = True) -> None:
+    """Print a proposal's `proposal_view` (computed before any write: it reads the file). Hints
+    name `dcode refine` only while the proposal is pending (not applied, not the demo's)."""
+    diff, highlights, uncertain = view
+    if json_out:
+        sys.stdout.write(json.dumps(result_json(proposal, diff, uncertain, applied)) + "\n")
+        return
+    if diff_only:
+        sys.stdout.write(diff)
+        return
+    render_diff(stdout_console(), diff, highlights)
+    stats = proposal.stats
+    err_console.print(
+        f"{proposal.rel_path}: {stats.get('tokens', 0)} tokens in {stats.get('forward_passes', 0)} passes "
+        f"({stats.get('tokens_per_forward', 0):.1f} per pass, {stats.get('wall_s', 0):.2f} s)",
+        markup=False,
+    )
+    if uncertain:
+        hint = ": `dcode refine` re-masks them" if pending and not applied else ""
+        err_console.print(f"uncertain tokens on line(s) {', '.join(map(str, uncertain))}{hint}", markup=False)
+    for note in proposal.notes:
+        err_console.print(f"note: {note}", markup=False)

@@ -3,75 +3,36 @@
 A prompt-toolkit loop in the repository with history and completion of commands, paths and
 `path::Symbol` targets. The model is loaded once and stays loaded. After a proposal, single keys
 act on it: a accept, h accept some hunks, e edit, r reject, f refine, l refine chosen lines, k keep
-it pending (the review is `commands.review_pending`, shared with one-shot `fill`). Ctrl-C stops
-a running generation and returns to the prompt; Ctrl-D or `exit` leaves.
+it pending (the review is `dcode.cli.review.review_pending`, shared with one-shot `fill`). Ctrl-C
+stops a running generation and returns to the prompt; Ctrl-D or `exit` leaves.
 """
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from prompt_toolkit import PromptSession
-from prompt_toolkit.completion import Completer, Completion, PathCompleter
-from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
 
+from dcode.cli import session as cli_session
+from dcode.cli.render import proposal_view, render_diff
+from dcode.cli.review import PROPOSAL_KEYS, accept_pending, review_pending, review_prompt
 from dcode.errors import DcodeError, InputError
-
-COMMANDS = {
-    "fill": "fill TARGET [INSTRUCTION]: fill a hole (marker, line, range, stub, syntax error)",
-    "write": "write TARGET [INSTRUCTION]: write a function body (the instruction says what it should do)",
-    "refine": "refine [A-B] [--passes N]: refine the pending proposal (all weak tokens, or file lines A-B)",
-    "accept": "accept [HUNKS]: apply the pending proposal (or only hunks such as 1,3)",
-    "reject": "reject: drop the pending proposal",
-    "undo": "undo: restore the files of the last applied change",
-    "context": "context TARGET: show the context the model would see",
-    "info": "info: the loaded model and device",
-    "help": "help: this list",
-    "exit": "exit: leave (Ctrl-D also works)",
-}
-
-
-class ShellCompleter(Completer):
-    """Commands first; then file paths, and `path::` completes that file's symbols."""
-
-    def __init__(self, shell: "Shell") -> None:
-        self.shell = shell
-        self.paths = PathCompleter(expanduser=True)
-
-    def get_completions(self, document: Document, complete_event) -> Iterable[Completion]:
-        before = document.text_before_cursor
-        words = before.split()
-        if not words or (len(words) == 1 and not before.endswith(" ")):
-            prefix = words[0] if words else ""
-            for name in COMMANDS:
-                if name.startswith(prefix):
-                    yield Completion(name, start_position=-len(prefix), display_meta=COMMANDS[name])
-            return
-        word = document.get_word_before_cursor(WORD=True)
-        if "::" in word:
-            path, _, partial = word.partition("::")
-            for name in self.shell.symbols(path):
-                if name.startswith(partial):
-                    yield Completion(name, start_position=-len(partial))
-            return
-        yield from self.paths.get_completions(Document(word, len(word)), complete_event)
+from dcode.shell.completion import COMMANDS, ShellCompleter
 
 
 class Shell:
     def __init__(self, flags: dict[str, Any], console: Console, input=None, output=None) -> None:
-        from dcode.commands import project_root, settings_for
         from dcode.edit.journal import state_dir
 
         self.flags = flags
         self.console = console
-        self.root = project_root()
-        self.settings = settings_for(flags)
+        self.root = cli_session.project_root()
+        self.settings = cli_session.settings_for(flags)
         self.model = None
         self.index = None
         history_file = state_dir(self.root) / "history"
@@ -84,8 +45,6 @@ class Shell:
             history=history, completer=ShellCompleter(self), complete_while_typing=False,
             input=input, output=output,
         )
-        from dcode.commands import PROPOSAL_KEYS
-
         keys = KeyBindings()
         for key in PROPOSAL_KEYS:
             keys.add(key)(lambda event, key=key: event.app.exit(result=key))
@@ -95,9 +54,7 @@ class Shell:
     # -- helpers ----------------------------------------------------------------------------
     def ensure_model(self):
         if self.model is None:
-            from dcode.commands import load
-
-            self.model = load(self.settings)
+            self.model = cli_session.load(self.settings)
         return self.model
 
     def symbols(self, path: str) -> list[str]:
@@ -113,10 +70,8 @@ class Shell:
 
     def run_stream(self, stream, title: str):
         """Drive a proposal stream; Ctrl-C cancels it and returns None."""
-        from dcode.commands import drive
-
         try:
-            return drive(stream, self.model.tokenizer, self.settings, True, title)
+            return cli_session.drive(stream, self.model.tokenizer, self.settings, True, title)
         except KeyboardInterrupt:
             self.console.print("cancelled", markup=False)
             return None
@@ -137,7 +92,6 @@ class Shell:
 
     def refine(self, args: list[str]) -> None:
         """`refine [A-B] [--passes N]`: A-B are file lines, as the diff numbers them."""
-        from dcode.commands import parse_line_range
         from dcode.edit.proposal import load_proposal, save_pending
         from dcode.workflow import refine
 
@@ -147,7 +101,7 @@ class Shell:
             if arg == "--passes":
                 passes = int(next(it, "1"))
             else:
-                span = parse_line_range(arg, "lines")
+                span = cli_session.parse_line_range(arg, "lines")
         proposal = load_proposal(self.root)
         lines = proposal.fill_lines(proposal.original_text(), span) if span else None
         model = self.ensure_model()
@@ -161,8 +115,6 @@ class Shell:
 
     def review(self, proposal) -> None:
         """Show the pending diff; single keys decide what happens to it."""
-        from dcode.commands import review_pending
-
         ui = ShellReview(self)
         ui.show(proposal)
         review_pending(proposal, ui, self.model.tokenizer)
@@ -171,7 +123,6 @@ class Shell:
         self.console.print(message, markup=False, highlight=False)
 
     def simple(self, command: str, args: list[str]) -> None:
-        from dcode.commands import accept_pending, shown_path
         from dcode.edit.change import parse_hunks
         from dcode.edit.journal import Journal
         from dcode.edit.proposal import clear_pending, load_pending
@@ -185,7 +136,7 @@ class Shell:
         elif command == "undo":
             entry = Journal(self.root).undo()
             for f in entry.files:
-                self.say(f"restored {shown_path(f.path, self.root)}")
+                self.say(f"restored {cli_session.shown_path(f.path, self.root)}")
         elif command == "context":
             from dcode.context.gather import format_context
             from dcode.workflow import Request, context_for, resolve
@@ -257,8 +208,6 @@ class ShellReview:
         self.shell = shell
 
     def key(self, keys: str) -> str:
-        from dcode.commands import review_prompt
-
         return self.shell.keys.prompt(f"{review_prompt(keys)} > ")
 
     def ask(self, question: str) -> str:
@@ -268,9 +217,6 @@ class ShellReview:
         self.shell.say(message)
 
     def show(self, proposal) -> None:
-        from dcode.commands import proposal_view
-        from dcode.ui import render_diff
-
         diff, highlights, uncertain = proposal_view(proposal, self.shell.model.tokenizer, self.shell.settings)
         render_diff(self.shell.console, diff, highlights)
         if uncertain:

@@ -1,6 +1,6 @@
-"""`dcode hook ...`: thin command-line wrappers over `dcode.hook` (registered by `cli.py`).
+"""`dcode hook ...`: thin command-line wrappers over `dcode.hook` (registered by `dcode.cli`).
 
-`cli.py` imports this module on every start, so everything heavy (dcode.commands pulls in torch)
+`dcode.cli` imports this module on every start, so everything heavy (the model pulls in torch)
 is imported inside the commands.
 """
 
@@ -37,11 +37,11 @@ ReviewOpt = Annotated[bool, typer.Option(
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`dcode.commands.user_errors` (one-line error, exit code), imported when the command runs."""
+    """`dcode.cli.errors.user_errors` (one-line error, exit code), imported when the command runs."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from dcode.commands import user_errors as guard
+        from dcode.cli.errors import user_errors as guard
 
         return guard(fn)(*args, **kwargs)
 
@@ -60,8 +60,11 @@ def _run(flags: dict, files: list[str] | None, *, write: bool, strict: bool, att
          warn_only: bool, review: bool = False) -> int:
     import os
 
-    from dcode.commands import err_console, load, review_fixups, settings_for
-    from dcode.hook import HoleFiller, run_hook
+    from dcode.cli.render import err_console
+    from dcode.cli.review import review_fixups
+    from dcode.cli.session import load, settings_for
+    from dcode.hook.filler import HoleFiller
+    from dcode.hook.run import run_hook
     from dcode.server import usable_server
 
     settings = settings_for(flags)
@@ -101,16 +104,18 @@ def check(
 
 @user_errors
 def _install(force: bool) -> None:
-    from dcode.commands import err_console, project_root
-    from dcode.hook import install_hook
+    from dcode.cli.render import err_console
+    from dcode.cli.session import project_root
+    from dcode.hook.install import install_hook
 
     err_console.print(install_hook(project_root(), force), markup=False, highlight=False)
 
 
 @user_errors
 def _uninstall() -> None:
-    from dcode.commands import err_console, project_root
-    from dcode.hook import uninstall_hook
+    from dcode.cli.render import err_console
+    from dcode.cli.session import project_root
+    from dcode.hook.install import uninstall_hook
 
     err_console.print(uninstall_hook(project_root()), markup=False, highlight=False)
 

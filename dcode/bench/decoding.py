@@ -5,12 +5,13 @@ For one set of held-out holes it runs the same model under several decoding sche
 (b) fixed schedules of k tokens per pass, (c) confidence-threshold decoding at several thresholds;
 each with and without the context KV cache where it matters. It reports tokens/s, forward passes,
 tokens per forward, latency percentiles and exact match, then a generation timing at several
-lengths. On CUDA it also times one forward step of a model with Dream-7B / LLaDA-8B shapes (random
-bf16 weights) against the memory-bandwidth floor (weight bytes / measured copy bandwidth).
+lengths. On CUDA it adds the 7B-class denoising step against the memory-bandwidth floor, as
+`dcode bench gpu` measures it (dcode/bench/scale.py).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -129,54 +130,6 @@ def generation_rows(model: LoadedModel, prompt: str, lengths: list[int]) -> list
     return rows
 
 
-def bandwidth_floor_rows() -> list[tuple[str, float, float, float]]:
-    """(shape, measured ms per forward step, floor ms, ratio) for 7B-class shapes on CUDA."""
-    from dcode.model.config import ModelConfig
-    from dcode.model.transformer import Transformer
-
-    copy = torch.empty(2 * 2**30, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(copy)
-    for _ in range(3):
-        dst.copy_(copy)
-    torch.cuda.synchronize()
-    start = torch.cuda.Event(enable_timing=True)
-    end = torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(10):
-        dst.copy_(copy)
-    end.record()
-    torch.cuda.synchronize()
-    bandwidth = 2 * copy.numel() * 10 / (start.elapsed_time(end) / 1000)  # read + write bytes/s
-    del copy, dst
-    shapes = {
-        "Dream-7B": ModelConfig(vocab_size=152064, dim=3584, n_layers=28, n_heads=28, n_kv_heads=4, ffn_dim=18944,
-                                tie_embeddings=False, qkv_bias=True),
-        "LLaDA-8B": ModelConfig(vocab_size=126464, dim=4096, n_layers=32, n_heads=32, n_kv_heads=32, ffn_dim=12288,
-                                tie_embeddings=False),
-    }
-    rows = []
-    for name, cfg in shapes.items():
-        with torch.device("cuda"):
-            net = Transformer(cfg).to(torch.bfloat16).eval()
-        tokens = torch.randint(0, cfg.vocab_size, (1, 32), device="cuda")  # one block of active tokens
-        with torch.inference_mode():
-            for _ in range(3):
-                net(tokens)
-            torch.cuda.synchronize()
-            start.record()
-            for _ in range(10):
-                net(tokens)
-            end.record()
-            torch.cuda.synchronize()
-        measured = start.elapsed_time(end) / 10
-        weight_bytes = sum(p.numel() * p.element_size() for p in net.parameters())
-        floor = weight_bytes / bandwidth * 1000
-        rows.append((name, measured, floor, measured / floor))
-        del net
-        torch.cuda.empty_cache()
-    return rows
-
-
 def format_rows(title: str, rows: list[Row]) -> str:
     lines = [title, f"{'schedule':<28} {'tok/s':>8} {'passes':>7} {'tok/pass':>8} {'p50 ms':>8} {'p90 ms':>8} {'exact %':>8}"]
     for r in rows:
@@ -184,6 +137,15 @@ def format_rows(title: str, rows: list[Row]) -> str:
         lines.append(f"{r.name:<28} {r.tokens_per_s:8.1f} {r.passes:7d} {r.tokens_per_forward:8.2f} "
                      f"{r.percentile(0.5):8.1f} {r.percentile(0.9):8.1f} {exact}")
     return "\n".join(lines)
+
+
+def step_7b_table(device: torch.device) -> str:
+    """The 7B-class denoising step against the memory-bandwidth floor, as `dcode bench gpu` measures it."""
+    from dcode.bench.common import BenchContext
+    from dcode.bench.scale import step_7b_section
+
+    _, lines = step_7b_section(BenchContext(device, quick=False, deadline=math.inf))
+    return "\n".join(["7B-shape forward step against the memory-bandwidth floor (random weights)", *lines])
 
 
 def run_speed_bench(model: LoadedModel, limit: int, seed: int = 0) -> str:
@@ -213,57 +175,7 @@ def run_speed_bench(model: LoadedModel, limit: int, seed: int = 0) -> str:
     else:
         parts.append(f"complete: skipped (no held-out file of {window} tokens)")
     if model.device.type == "cuda":
-        table = ["7B-shape forward step (32 active tokens, bf16 random weights)",
-                 f"{'shape':<10} {'ms/step':>9} {'floor ms':>9} {'ratio':>7}"]
-        table += [f"{n:<10} {m:9.2f} {f:9.2f} {r:7.2f}" for n, m, f, r in bandwidth_floor_rows()]
-        parts.append("\n".join(table))
+        parts.append(step_7b_table(model.device))
     else:
         parts.append("7B-shape forward step: skipped (needs a CUDA GPU)")
     return "\n\n".join(parts)
-
-
-COMPLETE_REQUEST = {"input_prefix": "def add(a, b):\n    return ", "input_suffix": "\n", "n_predict": 16}
-
-
-def run_bench_complete(flags: dict, runs: int) -> None:
-    """`dcode bench complete`: `dcode complete` (a fresh process per call, as editors run it)
-    through a warm `dcode serve` started here on a free port, with its own discovery directory."""
-    import json
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    from dcode.server.runner import DcodeServer
-
-    with tempfile.TemporaryDirectory(prefix="dcode-bench-") as run_dir:
-        env = {**os.environ, "XDG_RUNTIME_DIR": run_dir}
-        os.environ["XDG_RUNTIME_DIR"] = run_dir  # where this process's server writes its record
-        server = DcodeServer(flags, "127.0.0.1", 0)
-        thread = server.start_background()
-        try:
-            server.load_model()
-            server.write_discovery()
-            body = json.dumps(COMPLETE_REQUEST)
-            command = [sys.executable, "-m", "dcode", "complete"]
-            walls, served = [], []
-            for i in range(runs + 1):  # the first call warms the page cache: not counted
-                start = time.perf_counter()
-                out = subprocess.run(command, input=body, capture_output=True, text=True, env=env, check=False)
-                wall = time.perf_counter() - start
-                if out.returncode != 0:
-                    raise InputError(f"dcode complete failed: {out.stderr.strip() or out.stdout.strip()}")
-                if i:
-                    walls.append(wall * 1000)
-                    served.append(json.loads(out.stdout)["timings"]["predicted_ms"])
-            calls = server.model_calls
-        finally:
-            server.close()
-            thread.join(10)
-    row = Row("dcode complete via server", 0, 0, sum(walls) / 1000, walls)
-    model_ms = sorted(served)[len(served) // 2]
-    sys.stdout.write(
-        f"dcode complete through dcode serve ({server.model_name}, {runs} calls, {calls - 1} timed on the server)\n"
-        f"end to end: p50 {row.percentile(0.5):.0f} ms, p90 {row.percentile(0.9):.0f} ms; "
-        f"of which the model (median): {model_ms:.0f} ms\n"
-    )

@@ -1,0 +1,92 @@
+"""`dcode bench ...`: benchmarks that print figures. The benches themselves live in dcode/bench/,
+beside the data path; these commands give them settings and a model."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from dcode.cli import session
+from dcode.cli.errors import user_errors
+from dcode.cli.options import DeviceOpt, DtypeOpt, ModelOpt, ctx_flags
+from dcode.errors import DcodeError, InputError
+
+bench_app = typer.Typer(help="Benchmarks that print figures (context assembly, decoding speed).", no_args_is_help=True)
+
+
+@user_errors
+def run_bench_context(path: Path | None) -> None:
+    import sysconfig
+
+    from dcode.bench.context import format_bench, run_context_bench
+
+    root = path or Path(sysconfig.get_paths()["stdlib"])
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory")
+    settings = session.settings_for({})
+    try:
+        from dcode.model.loader import load_model
+
+        tok = load_model(settings.model, device="cpu").tokenizer
+        count = lambda s: len(tok.encode(s))  # noqa: E731
+    except DcodeError:
+        count = lambda s: len(s) // 4 + 1  # noqa: E731
+    sys.stdout.write(format_bench(run_context_bench(root, count)) + "\n")
+
+
+@user_errors
+def run_bench_speed(flags: dict, limit: int) -> None:
+    from dcode.bench.decoding import run_speed_bench
+
+    settings = session.settings_for(flags)
+    sys.stdout.write(run_speed_bench(session.load_local(settings, "bench speed"), limit) + "\n")
+
+
+@bench_app.command("context")
+def bench_context(
+    path: Annotated[Optional[Path], typer.Argument(help="Tree to index (default: the Python standard library).")] = None,
+) -> None:
+    """Cold and warm index time and context-assembly latency on a large tree."""
+    run_bench_context(path)
+
+
+@bench_app.command("complete")
+def bench_complete(
+    ctx: typer.Context,
+    runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="Timed `dcode complete` calls.")] = 20,
+    model: ModelOpt = None, device: DeviceOpt = None,
+) -> None:
+    """`dcode complete` end to end (a fresh process per call) through a running `dcode serve`:
+    starts one on a free port, times the thin client's round trips, reports p50/p90."""
+    from dcode.bench.complete import run_bench_complete
+
+    user_errors(run_bench_complete)(ctx_flags(ctx, model=model, device=device), runs)
+
+
+@bench_app.command("speed")
+def bench_speed(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Held-out holes of each kind.")] = 10,
+    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+) -> None:
+    """Decoding speed per schedule (1 token/pass, k/pass, thresholds) with exact match, and on CUDA
+    a 7B-shape forward step against the memory-bandwidth floor."""
+    run_bench_speed(ctx_flags(ctx, model=model, device=device, dtype=dtype), limit)
+
+
+@bench_app.command("gpu")
+def bench_gpu(
+    ctx: typer.Context,
+    device: Annotated[Optional[str], typer.Option("--device", help="cuda (default), cuda:N, or cpu for a CPU run.")] = None,
+    json_path: Annotated[Path, typer.Option("--json", help="Write the results here, after every section.")] = Path("bench-gpu.json"),
+    quick: Annotated[bool, typer.Option("--quick", help="Reduced sizes: every section, quickly (what the tests run on CPU).")] = False,
+    minutes: Annotated[float, typer.Option("--minutes", min=0.5, help="Time budget; sections that no longer fit are skipped and recorded.")] = 8.0,
+) -> None:
+    """Check dcode on a CUDA GPU and measure it: logits parity, fill/write/refine/complete end to end,
+    decoding speed, a 7B-class step against the bandwidth floor, training throughput."""
+    from dcode.bench.gpu import run_bench_gpu
+
+    user_errors(run_bench_gpu)(ctx_flags(ctx, device=device).get("device"), json_path, quick, minutes)

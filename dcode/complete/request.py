@@ -1,0 +1,113 @@
+"""Parsing and checking an editor's /infill or /refine request (see `dcode.complete`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dcode.errors import InputError
+from dcode.remote.fields import NUMERIC_FIELDS
+
+MAX_REQUEST_BYTES = 4 * 2**20
+NON_NEGATIVE = ("n_predict", "min_tokens", "initial_tokens")
+
+
+@dataclass
+class InfillRequest:
+    prefix: str
+    suffix: str
+    extra: list[tuple[str, str]]
+    filename: str | None
+    options: dict[str, Any]
+    stops: list[str] = field(default_factory=list)
+    instruction: str | None = None
+    gather_context: bool = True
+    unlimited: bool = False  # n_predict -1
+
+
+def stop_sequences(data: dict) -> list[str]:
+    """llama.cpp's and OpenAI's `stop`: a string or a list of strings."""
+    stop = data.get("stop")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        return [stop] if stop else []
+    if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
+        return [s for s in stop if s]
+    raise InputError("stop must be a string or a list of strings")
+def parse_request(data: Any) -> InfillRequest:
+    if not isinstance(data, dict):
+        raise InputError("the request must be a JSON object")
+    prefix = data.get("input_prefix", "")
+    suffix = data.get("input_suffix", "")
+    if not isinstance(prefix, str) or not isinstance(suffix, str):
+        raise InputError("input_prefix and input_suffix must be strings")
+    # llama.vim / llama.vscode send the current line's text left of the cursor as `prompt`.
+    prompt = data.get("prompt")
+    if prompt is not None:
+        if not isinstance(prompt, str):
+            raise InputError("prompt must be a string")
+        prefix += prompt
+    extra_raw = data.get("input_extra", []) or []
+    if not isinstance(extra_raw, list):
+        raise InputError("input_extra must be a list of {filename, text}")
+    extra: list[tuple[str, str]] = []
+    for chunk in extra_raw:
+        if not isinstance(chunk, dict) or not isinstance(chunk.get("text", ""), str):
+            raise InputError("input_extra entries must be objects with filename and text")
+        extra.append((str(chunk.get("filename", "context")), chunk.get("text", "")))
+    filename = data.get("filename")
+    if filename is not None and not isinstance(filename, str):
+        raise InputError("filename must be a string")
+    unlimited = data.get("n_predict") == -1 and not isinstance(data.get("n_predict"), bool)
+    options = _numeric_options({k: v for k, v in data.items() if not (unlimited and k == "n_predict")})
+    instruction = data.get("instruction")
+    if instruction is not None and (not isinstance(instruction, str) or not instruction.strip()):
+        raise InputError("instruction must be a non-empty string")
+    gather = data.get("gather_context", True)
+    if not isinstance(gather, bool):
+        raise InputError("gather_context must be true or false")
+    return InfillRequest(prefix, suffix, extra, filename, options, stop_sequences(data), instruction, gather,
+                         unlimited)
+
+
+def _numeric_options(data: dict) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for field_name, (types, name) in NUMERIC_FIELDS.items():
+        if field_name in data and data[field_name] is not None:
+            value = data[field_name]
+            if isinstance(value, bool) or not isinstance(value, types):
+                raise InputError(f"{field_name} must be a number")
+            if field_name in NON_NEGATIVE and value < 0:
+                raise InputError(f"{field_name} must not be negative" + (" (or -1)" if field_name == "n_predict" else ""))
+            options[name] = value
+    if "tokens_per_step" in options:
+        options["threshold"] = None
+    deadline = data.get("deadline_ms", data.get("t_max_predict_ms"))
+    if deadline is not None:
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline < 0:
+            raise InputError("deadline_ms must be a non-negative number")
+        if deadline > 0:  # llama.cpp's t_max_predict_ms 0 means no limit
+            options["deadline_s"] = deadline / 1000
+    return options
+
+
+def refine_target(data: dict) -> tuple[int | None, tuple[int, int] | None]:
+    remask, lines = data.get("remask"), data.get("lines")
+    if (remask is None) == (lines is None):
+        raise InputError("send exactly one of remask (a token count) or lines ([first, last])")
+    if remask is not None:
+        if not is_int(remask) or remask < 1:
+            raise InputError("remask must be a positive whole number")
+        return remask, None
+    if not (isinstance(lines, list) and len(lines) == 2 and all(is_int(n) for n in lines)):
+        raise InputError("lines must be [first, last], 1-based and inclusive")
+    return None, (lines[0], lines[1])
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
