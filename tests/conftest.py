@@ -25,7 +25,12 @@ TINY_CORPUS = [
 ] * 20
 
 
-REPOS = Path(__file__).parent / "data" / "repos"
+# Where test data lives: tests are grouped in folders that mirror dcode's packages.
+TESTS = Path(__file__).resolve().parent
+REPO_ROOT = TESTS.parent
+DATA = TESTS / "data"
+FIXTURES = TESTS / "fixtures"
+REPOS = DATA / "repos"
 
 
 @pytest.fixture

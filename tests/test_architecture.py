@@ -11,8 +11,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 PACKAGE = Path(__file__).resolve().parent.parent / "dcode"
 MAX_LINES = 500
 
@@ -162,3 +160,10 @@ def test_nothing_beside_the_path_is_imported_by_the_path_or_by_errors():
 
 def test_no_module_is_over_the_size_limit():
     assert oversized(list(all_modules())) == []
+
+
+def test_test_folders_mirror_the_packages():
+    tests = Path(__file__).resolve().parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and any(p.glob("test_*.py"))}
+    packages = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert folders and folders <= packages

@@ -32,7 +32,7 @@ FIXTURES = REPO_ROOT / "tests" / "fixtures"
 FIXTURE_NAMES = ("dream-tiny", "llada-tiny")
 SHIPPED = ("dcode-mini", "dcode-small")
 
-FP32_ATOL = 1e-4  # tests/test_foreign.py and tests/test_small.py compare float32 logits at this
+FP32_ATOL = 1e-4  # tests/model/test_foreign.py and tests/model/test_small.py compare float32 logits at this
 # bf16 keeps 8 bits of mantissa: logits may differ by up to this share of their largest magnitude,
 # and the argmax must agree wherever float32's top two are further apart than that.
 BF16_REL = 0.05

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 from dcode.diffusion.engine import (
     Completion,
@@ -18,6 +17,7 @@ from dcode.diffusion.engine import (
     refine_stream,
 )
 from dcode.diffusion.sampler import Canvas, DecodeOptions, HoleState, denoise
+from tests.conftest import FIXTURES
 
 
 def hole_rule(tokenizer, length: int, token: int = 40, conf: float = 0.99):
@@ -212,11 +212,9 @@ def test_prompt_is_cut_to_the_context_length(tiny_model):
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_shifted_model_reads_the_row_left_of_each_slot(use_cache):
     """Dream scores token i with output row i-1; the sampler (cached or not) must read that row."""
-    from pathlib import Path
-
     from dcode.model.loader import load_model
 
-    model = load_model(Path(__file__).parent / "fixtures" / "dream-tiny", device="cpu")
+    model = load_model(FIXTURES / "dream-tiny", device="cpu")
     mask = model.tokenizer.mask_id
     before, after = [510, 17, 42, 311], [64, 128, 510]
     canvas = Canvas.build(before, [mask] * 5, after, mask, model.device)

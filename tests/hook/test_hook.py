@@ -24,8 +24,8 @@ from dcode.hook.run import run_hook
 from dcode.model.loader import LoadedModel
 from dcode.server import DcodeServer, ServerInfo
 from dcode.settings import Settings
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 BROKEN = "import os\n\n\ndef add(a, b):\n    return a +\n"
 REPAIR = "def add(a, b):\n    return a + b\n"  # the model's replacement for the broken region

@@ -22,9 +22,10 @@ from dcode.eval.harness import (
 )
 from dcode.eval.tasks import InfillTask, functional_tasks, holdout_tasks
 from dcode.sources.packages import SourceFile
+from tests.conftest import DATA, REPO_ROOT
 
-FUNCTIONAL = Path(__file__).parent / "data" / "functional"
-SHIPPED = Path(__file__).resolve().parent.parent / "weights" / "dcode-mini"
+FUNCTIONAL = DATA / "functional"
+SHIPPED = REPO_ROOT / "weights" / "dcode-mini"
 
 
 def stdlib_files() -> list[SourceFile]:

@@ -29,10 +29,10 @@ from dcode.model.loader import build_model
 from dcode.server import DcodeServer
 from dcode.server.sse import SentText, StreamDiverged
 from dcode.settings import load_settings
-from tests.conftest import tiny_config
+from tests.conftest import DATA, tiny_config
 
 TIMEOUT = 20.0
-EDITORS = Path(__file__).parent / "data" / "editors"
+EDITORS = DATA / "editors"
 REQUEST = {"input_prefix": "def add(a, b):\n    return ", "input_suffix": "\n", "n_predict": 24, "initial_tokens": 24}
 
 

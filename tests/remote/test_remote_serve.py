@@ -15,8 +15,8 @@ import pytest
 
 from test_remote import dcode as run_cli
 from test_remote import free_port, repo  # noqa: F401 (repo is a fixture)
+from tests.conftest import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "team-secret"
 
 

@@ -26,8 +26,8 @@ from dcode.model.checkpoint import quantize_rowwise
 from dcode.model.foreign import Int8Embedding, Int8Linear, check_memory, describe_model, foreign_config, load_foreign
 from dcode.model.hf_tokenizers import QWEN2_PATTERN, ForeignTokenizer, MissingTokenizer, chat_prompt_ids, special_ids
 from dcode.model.loader import load_model
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 DREAM, LLADA = FIXTURES / "dream-tiny", FIXTURES / "llada-tiny"
 
 

@@ -22,8 +22,9 @@ from dcode.cli.app import app
 from dcode.errors import InputError, ModelError
 from dcode.model import hub
 from dcode.model.loader import load_model, resolve_model_dir
+from tests.conftest import FIXTURES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "dream-tiny"
+FIXTURE = FIXTURES / "dream-tiny"
 REPO = "test-org/dream-tiny"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 SHARD = "model.safetensors"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,8 +15,8 @@ from dcode.diffusion.compat import (
 from dcode.errors import ModelError
 from dcode.model.config import ModelConfig
 from dcode.model.loader import load_model
+from tests.conftest import FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures"
 DREAM_EXP = json.loads((FIXTURES / "dream-tiny" / "expected.json").read_text())
 LLADA_EXP = json.loads((FIXTURES / "llada-tiny" / "expected.json").read_text())
 

@@ -13,14 +13,14 @@ from dcode.context.languages import detect_language, get_language
 from dcode.context.target import TextOffsets
 from dcode.edit.targets import Target, find_holes, read_source, resolve_target, scope_exit
 from dcode.errors import InputError
+from tests.conftest import REPOS
 
-DATA = Path(__file__).parent / "data" / "repos"
 
 
 @pytest.fixture
 def repos(tmp_path: Path) -> Path:
     """A private copy of the sample repositories (tests may edit files)."""
-    shutil.copytree(DATA, tmp_path / "repos")
+    shutil.copytree(REPOS, tmp_path / "repos")
     return tmp_path / "repos"
 
 
@@ -125,13 +125,13 @@ def test_symbol_with_only_a_docstring_is_an_insertion_after_it(tmp_path: Path) -
     ],
 )  # fmt: skip
 def test_symbol_targets_in_other_languages(lang: str, spec: str, hole: str, scopes: list[str]) -> None:
-    target = resolve_target(spec, DATA / lang)
+    target = resolve_target(spec, REPOS / lang)
     assert target.hole == hole
     assert [s.qualname for s in target.scopes] == scopes
 
 
 def test_rust_type_name_prefers_the_type_over_its_impl() -> None:
-    target = resolve_target("src/lib.rs::Packet", DATA / "rust")
+    target = resolve_target("src/lib.rs::Packet", REPOS / "rust")
     assert target.hole == "    pub len: usize,\n"
 
 
@@ -173,7 +173,7 @@ def test_ambiguous_and_bodiless_symbols(tmp_path: Path) -> None:
         resolve_target("a.py::f", tmp_path)
     assert resolve_target("a.py::B.f", tmp_path).hole == "        return 2\n"
     with pytest.raises(InputError, match="without a body"):
-        resolve_target("src/util.h::clamp", DATA / "c")
+        resolve_target("src/util.h::clamp", REPOS / "c")
 
 
 def test_symbols_need_a_grammar(tmp_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_symbols_need_a_grammar(tmp_path: Path) -> None:
 
 
 def test_marker_with_hint_and_scopes() -> None:
-    target = resolve_target("shapes/geometry.py", DATA / "python")
+    target = resolve_target("shapes/geometry.py", REPOS / "python")
     assert target.kind == "marker"
     assert target.hole == "        # dcode: fill add up the sides with distance\n"
     assert target.hint == "add up the sides with distance"
@@ -278,7 +278,7 @@ STUB_CASES = [
 
 @pytest.mark.parametrize(("lang", "rel", "holes"), STUB_CASES)
 def test_find_holes_in_sample_repos(lang: str, rel: str, holes: list[str]) -> None:
-    found = find_holes(DATA / lang / rel)
+    found = find_holes(REPOS / lang / rel)
     assert [t.hole for t in found] == holes
     for target in found:
         assert target.scopes, target.describe()
@@ -286,11 +286,11 @@ def test_find_holes_in_sample_repos(lang: str, rel: str, holes: list[str]) -> No
 
 
 def test_empty_body_stub_is_an_insertion_inside_the_braces() -> None:
-    (target,) = find_holes(DATA / "c" / "src" / "main.c")
+    (target,) = find_holes(REPOS / "c" / "src" / "main.c")
     assert (target.kind, target.symbol, target.line_range) == ("stub", "scale", (5, 5))
     assert target.text[target.start :].startswith("}\n")
     assert target.indent == "    "
-    (ts_stub,) = find_holes(DATA / "javascript" / "src" / "shapes.ts")
+    (ts_stub,) = find_holes(REPOS / "javascript" / "src" / "shapes.ts")
     assert ts_stub.symbol == "Circle.area"
     assert ts_stub.text[ts_stub.start - 1 : ts_stub.start + 1] == "{}"
 

@@ -12,8 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dcode.cli.app import app
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO_ROOT
 
 PY_FILE = '''"""Geometry helpers."""
 import math
