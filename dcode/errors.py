@@ -37,3 +37,16 @@ class NoEditError(DcodeError):
     """The sampler ran but produced nothing usable."""
 
     exit_code = EXIT_NO_EDIT
+
+
+GPU_OUT_OF_MEMORY = "the GPU ran out of memory (try --int8, a shorter --max-tokens or --device cpu)"
+OUT_OF_MEMORY = "out of memory (try a smaller --max-tokens or --dtype bfloat16)"
+
+
+def out_of_memory(err: BaseException) -> str | None:
+    """What to tell the user when `err` is running out of memory, else None; the CLI and the
+    editor contract say the same. torch's CUDA error is told by its name (a RuntimeError
+    subclass), so that torch is not imported to catch it."""
+    if type(err).__name__ == "OutOfMemoryError":
+        return GPU_OUT_OF_MEMORY
+    return OUT_OF_MEMORY if isinstance(err, MemoryError) else None

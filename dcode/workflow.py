@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dcode.context.gather import ContextResult, gather_context
+from dcode.context.gather import gather_context
 from dcode.context.index import RepoIndex, find_repo_root
 from dcode.context.languages import Language
+from dcode.context.result import ContextResult
 from dcode.diffusion.engine import Completion, has_chat_template, infill_stream, refine_stream
 from dcode.diffusion.sampler import DecodeOptions, HoleState
 from dcode.edit.check import check_syntax
@@ -71,6 +72,12 @@ def generator(model: Model) -> LocalEngine | RemoteModel:
     """The one place the workflow asks what generates: a model on a server does it itself (see
     `dcode.remote`), a loaded one through the local engine."""
     return model if isinstance(model, RemoteModel) else LocalEngine(model)
+
+
+def refines_in_place(model: Model) -> bool:
+    """Whether `refine` re-masks a draft's tokens; a server without in-place refinement
+    regenerates lines instead, so the UI must not promise re-masking."""
+    return not isinstance(model, RemoteModel) or model.protocol.refines
 
 
 def server_notes(result: Completion) -> list[str]:

@@ -51,7 +51,7 @@ def copy_repo(tmp_path: Path, name: str) -> Path:
 @pytest.fixture(scope="session")
 def shipped_model():
     """The model in weights/ that dcode ships and loads by default."""
-    from dcode.model.loader import default_model_dir
+    from dcode.model.paths import default_model_dir
 
     return default_model_dir()
 

@@ -14,7 +14,7 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-from dcode.model.loader import DEFAULT_MODEL_NAME, default_model_dir, shipped_weights_root
+from dcode.model.paths import DEFAULT_MODEL_NAME, default_model_dir, shipped_weights_root
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,7 +25,8 @@ from torch import Tensor
 
 from dcode.bench.common import BenchContext, one_line
 from dcode.errors import EXIT_MODEL, EXIT_NO_EDIT, DcodeError
-from dcode.model.loader import LoadedModel, load_model, shipped_weights_root
+from dcode.model.loader import LoadedModel, load_model
+from dcode.model.paths import shipped_weights_root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = REPO_ROOT / "tests" / "fixtures"

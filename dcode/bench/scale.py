@@ -17,7 +17,7 @@ import torch
 
 from dcode.bench.common import BenchContext, time_ms
 from dcode.model.config import ModelConfig, read_config_json
-from dcode.model.loader import shipped_weights_root
+from dcode.model.paths import shipped_weights_root
 from dcode.model.transformer import Transformer
 from dcode.train.objective import MixConfig, TokenInfo, corrupt, diffusion_loss
 from dcode.train.run import TrainConfig, _to, make_optimizer, peak_flops, train_flops_per_token

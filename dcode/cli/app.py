@@ -171,6 +171,7 @@ def undo(
 
 @app.command()
 def context(
+    ctx: typer.Context,
     target: Annotated[str, typer.Argument(help="A target, as for `dcode fill`.")],
     json_out: JsonOpt = False,
     budget: Annotated[Optional[int], typer.Option("--budget", help="Context budget in tokens.")] = None,
@@ -179,7 +180,8 @@ def context(
     """Show what context would be sent to the model for TARGET, and why."""
     from dcode.cli.readonly import run_context
 
-    run_context(target, json_out, budget, model)
+    # The global flags too: with --endpoint the server's model counts the tokens, as in `fill`.
+    run_context(target, json_out, ctx_flags(ctx, model=model, context_budget=budget))
 
 
 @app.command()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from dcode.errors import EXIT_MODEL, DcodeError
+from dcode.errors import EXIT_MODEL, DcodeError, out_of_memory
 
 if TYPE_CHECKING:  # typer (and click) load only once the thin client has not answered
     from click.exceptions import ClickException
@@ -41,13 +41,11 @@ def main() -> None:
         _fail("aborted", 1)
     except DcodeError as err:
         _fail(str(err), err.exit_code)
-    except MemoryError:
-        _fail("out of memory (try a smaller --max-tokens or --dtype bfloat16)", EXIT_MODEL)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
-    except Exception as err:  # torch's CUDA OOM is a RuntimeError subclass
-        if type(err).__name__ == "OutOfMemoryError":
-            _fail("the GPU ran out of memory (try --int8, a shorter --max-tokens or --device cpu)", EXIT_MODEL)
+    except Exception as err:  # MemoryError and torch's CUDA OOM (a RuntimeError subclass) are Exceptions
+        if (message := out_of_memory(err)) is not None:
+            _fail(message, EXIT_MODEL)
         raise
     raise SystemExit(code if isinstance(code, int) else 0)
 

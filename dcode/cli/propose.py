@@ -16,7 +16,7 @@ from dcode.errors import InputError, NoEditError
 def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool, json_out: bool, live: bool,
                 instruction: str | None = None) -> None:
     from dcode.edit.proposal import apply_proposal, clear_pending, save_pending
-    from dcode.workflow import Request, propose
+    from dcode.workflow import Request, propose, refines_in_place
 
     if instruction is not None and not instruction.strip():
         raise InputError("--instruction is empty")
@@ -27,8 +27,9 @@ def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool
     proposal = session.drive(stream, model.tokenizer, settings, live and not quiet, f"{mode} {spec}")
     save_pending(proposal)
     view = proposal_view(proposal, model.tokenizer, settings)
+    in_place = refines_in_place(model)
     if yes and proposal.problem:
-        show(proposal, view, diff_only, json_out)
+        show(proposal, view, diff_only, json_out, in_place=in_place)
         raise NoEditError(f"{proposal.rel_path}: the proposal {proposal.problem}; not written "
                           "(it stays pending: `dcode refine`, `dcode accept` or `dcode reject`)")
     if yes:
@@ -38,7 +39,7 @@ def run_propose(spec: str, mode: str, flags: dict, *, yes: bool, diff_only: bool
         if not quiet:
             report_applied(written, None, say)
         return
-    show(proposal, view, diff_only, json_out)
+    show(proposal, view, diff_only, json_out, in_place=in_place)
     if quiet or not session.interactive():
         if not quiet:
             from dcode.edit.change import hunks_in
@@ -57,6 +58,7 @@ def run_refine(flags: dict, *, passes: int, remask: int | None, lines: str | Non
 
     from dcode.edit.proposal import apply_proposal, clear_pending, load_proposal, save_pending
     from dcode.workflow import refine as refine_proposal
+    from dcode.workflow import refines_in_place
 
     settings = session.settings_for(flags)
     proposal = load_proposal(session.project_root())
@@ -79,7 +81,7 @@ def run_refine(flags: dict, *, passes: int, remask: int | None, lines: str | Non
     written = apply_proposal(proposal, "refine") if yes else []
     if yes:
         clear_pending(proposal.root)
-    show(proposal, view, diff_only, json_out, applied=yes)
+    show(proposal, view, diff_only, json_out, applied=yes, in_place=refines_in_place(model))
     if quiet:
         return
     if yes:

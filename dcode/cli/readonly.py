@@ -15,11 +15,13 @@ from dcode.errors import InputError
 
 
 @user_errors
-def run_context(spec: str, json_out: bool, budget: int | None, model_path: str | None) -> None:
-    from dcode.context.gather import format_context
+def run_context(spec: str, json_out: bool, flags: dict) -> None:
+    """The context `dcode fill` would gather for `spec`, budgeted with the model it would use
+    (the server's with an endpoint: its context length and its tokens)."""
+    from dcode.context.result import format_context
     from dcode.workflow import Request, context_for, resolve
 
-    settings = session.settings_for({"model": model_path, "context_budget": budget})
+    settings = session.settings_for(flags)
     model = session.load(settings)
     target = resolve(Request(spec))
     _, result = context_for(target, model, settings, progress=session.index_progress())

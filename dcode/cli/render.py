@@ -173,10 +173,19 @@ def result_json(proposal: Proposal, diff: str, uncertain: list[int], applied: bo
     }
 
 
+def refine_hint(in_place: bool) -> str:
+    if in_place:
+        return ": `dcode refine` re-masks them"
+    from dcode.remote.model import NO_IN_PLACE  # imports torch: only once a server's model is in use
+
+    return f": `dcode refine --lines A-B` regenerates those lines {NO_IN_PLACE}"
+
+
 def show(proposal: Proposal, view: tuple[str, list, list[int]], diff_only: bool, json_out: bool, applied: bool = False,
-         pending: bool = True) -> None:
+         pending: bool = True, in_place: bool = True) -> None:
     """Print a proposal's `proposal_view` (computed before any write: it reads the file). Hints
-    name `dcode refine` only while the proposal is pending (not applied, not the demo's)."""
+    name `dcode refine` only while the proposal is pending (not applied, not the demo's), and say
+    what it does with this model (`in_place`: re-masks tokens; else it regenerates lines)."""
     diff, highlights, uncertain = view
     if json_out:
         sys.stdout.write(json.dumps(result_json(proposal, diff, uncertain, applied)) + "\n")
@@ -192,7 +201,7 @@ def show(proposal: Proposal, view: tuple[str, list, list[int]], diff_only: bool,
         markup=False,
     )
     if uncertain:
-        hint = ": `dcode refine` re-masks them" if pending and not applied else ""
+        hint = refine_hint(in_place) if pending and not applied else ""
         err_console.print(f"uncertain tokens on line(s) {', '.join(map(str, uncertain))}{hint}", markup=False)
     for note in proposal.notes:
         err_console.print(f"note: {note}", markup=False)

@@ -75,7 +75,10 @@ class TerminalReview:
         say(message)
 
     def show(self, proposal: Proposal) -> None:
-        show(proposal, proposal_view(proposal, self.model.tokenizer, self.settings), False, False)
+        from dcode.workflow import refines_in_place
+
+        show(proposal, proposal_view(proposal, self.model.tokenizer, self.settings), False, False,
+             in_place=refines_in_place(self.model))
 
     def refine(self, proposal: Proposal, lines: tuple[int, int] | None) -> Proposal | None:
         from dcode.workflow import refine as refine_proposal

@@ -9,16 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dcode.complete.request import MAX_REQUEST_BYTES, InfillRequest, is_int, is_number, parse_request, refine_target
+from dcode.complete.request import MAX_REQUEST_BYTES, InfillRequest, parse_draft, parse_request, refine_target
 from dcode.complete.response import committed_text, error_response, generation_settings, infill_response
-from dcode.errors import DcodeError, InputError, ModelError
+from dcode.errors import DcodeError, InputError, ModelError, out_of_memory
 
 if TYPE_CHECKING:  # both import torch: only when a model runs
     from dcode.diffusion.engine import Completion, Prompt
     from dcode.diffusion.sampler import DecodeOptions
-
-GPU_OUT_OF_MEMORY = "the GPU ran out of memory (try --int8, a shorter --max-tokens or --device cpu)"
-OUT_OF_MEMORY = "out of memory (try a smaller --max-tokens or --dtype bfloat16)"
 
 
 def repo_context(filename: str, prefix: str, suffix: str, model, budget: int) -> tuple[str, list[tuple[str, str]]]:
@@ -55,14 +52,6 @@ def threads_for(setting: int | None) -> int:
     of the machine, at most 4 (the small models gain nothing past that, and more threads than
     idle cores make every pass wait for the slowest)."""
     return setting or max(1, min(4, (os.cpu_count() or 1) - 1))
-
-
-def out_of_memory(err: Exception) -> str | None:
-    """What to tell the user when `err` is running out of memory, else None. torch's CUDA error is
-    told by its name (a RuntimeError subclass), so that torch is not imported to catch it."""
-    if type(err).__name__ == "OutOfMemoryError":
-        return GPU_OUT_OF_MEMORY
-    return OUT_OF_MEMORY if isinstance(err, MemoryError) else None
 
 
 class Completer:
@@ -200,17 +189,8 @@ class Completer:
         from dcode.diffusion.engine import Completion
         from dcode.diffusion.sampler import DecodeStats
 
-        if not isinstance(draft, dict):
-            raise InputError("draft must be an object {token_ids, confidences}")
-        ids, conf = draft.get("token_ids"), draft.get("confidences")
-        vocab = model.tokenizer.vocab_size
-        if not isinstance(ids, list) or not ids or not all(is_int(i) and 0 <= i < vocab for i in ids):
-            raise InputError(f"draft.token_ids must be a non-empty list of token ids below {vocab}")
-        if not isinstance(conf, list) or not all(is_number(c) for c in conf):
-            raise InputError("draft.confidences must be a list of numbers")
-        if len(conf) != len(ids):
-            raise InputError(f"draft has {len(ids)} token_ids but {len(conf)} confidences")
-        return Completion(model.tokenizer.decode(ids), ids, [float(c) for c in conf], DecodeStats())
+        ids, conf = parse_draft(draft, model.tokenizer.encode, model.tokenizer.vocab_size)
+        return Completion(model.tokenizer.decode(ids), ids, conf, DecodeStats())
 
     def answer_line(self, line: str) -> dict:
         if len(line.encode("utf-8", errors="replace")) > MAX_REQUEST_BYTES:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,41 @@ def refine_target(data: dict) -> tuple[int | None, tuple[int, int] | None]:
     if not (isinstance(lines, list) and len(lines) == 2 and all(is_int(n) for n in lines)):
         raise InputError("lines must be [first, last], 1-based and inclusive")
     return None, (lines[0], lines[1])
+
+
+def parse_draft(draft: Any, encode: Callable[[str], list[int]], vocab_size: int) -> tuple[list[int], list[float]]:
+    """/refine's draft as token ids and their confidences: `token_ids` as sent, or `pieces`, the
+    text of each token, encoded here (a client in another process keeps only the text of the
+    server's tokens, not their ids)."""
+    if not isinstance(draft, dict):
+        raise InputError("draft must be an object {token_ids or pieces, confidences}")
+    conf = draft.get("confidences")
+    if not isinstance(conf, list) or not all(is_number(c) for c in conf):
+        raise InputError("draft.confidences must be a list of numbers")
+    field_name = "pieces" if "pieces" in draft else "token_ids"
+    items = draft.get(field_name)
+    if not isinstance(items, list) or len(items) != len(conf):
+        raise InputError(f"draft has {len(items) if isinstance(items, list) else 'no'} {field_name} "
+                         f"but {len(conf)} confidences")
+    ids, conf = piece_ids(items, conf, encode) if field_name == "pieces" else (items, [float(c) for c in conf])
+    if not ids or not all(is_int(i) and 0 <= i < vocab_size for i in ids):
+        raise InputError(f"draft.{field_name} must be non-empty and give token ids below {vocab_size}")
+    return ids, conf
+
+
+def piece_ids(pieces: list[Any], confidences: list[float], encode: Callable[[str], list[int]]
+              ) -> tuple[list[int], list[float]]:
+    """Each piece's token ids, every one with the piece's confidence: a piece that is one of this
+    tokenizer's tokens comes back as that token exactly; one it splits shares its confidence."""
+    if not all(isinstance(p, str) for p in pieces):
+        raise InputError("draft.pieces must be a list of strings")
+    ids: list[int] = []
+    conf: list[float] = []
+    for piece, confidence in zip(pieces, confidences):
+        encoded = encode(piece)
+        ids += encoded
+        conf += [float(confidence)] * len(encoded)
+    return ids, conf
 
 
 def is_int(value: Any) -> bool:

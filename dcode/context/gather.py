@@ -49,7 +49,7 @@ from dcode.context.outline import Definition, Import, definition_records
 from dcode.context.parsed import ParsedFile
 from dcode.context.ranking import NameUse, can_refer, is_test_path, locality
 # Front ends import format_context from here, beside gather_context whose result it reports.
-from dcode.context.result import Chunk, ContextResult, format_context  # noqa: F401
+from dcode.context.result import Chunk, ContextResult
 from dcode.context.summary import definition_summary, indent_at
 from dcode.context.syntax import CLASS_LIKE, FUNCTION_LIKE, node_text
 from dcode.context.target import Target, indent_unit

@@ -375,16 +375,20 @@ def _healed_draft(tok, prompt: Prompt, draft: Completion) -> tuple[list[int], li
     return ids, conf
 
 
+def line_bounds(text: str, first: int, last: int) -> tuple[int, int]:
+    """Character range of lines first..last (1-based, inclusive) of `text`; a last line without
+    a newline counts, and empty text has one (empty) line."""
+    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
+    if first < 1 or last < first or first > n_lines:
+        raise InputError(f"lines {first}-{last} are outside the proposal (it has {n_lines} lines)")
+    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
+    return starts[first - 1], starts[last] if last < len(starts) else len(text)
+
+
 def _line_token_range(model: LoadedModel, ids: list[int], lines: tuple[int, int]) -> tuple[int, int]:
     """Token index range [first, last) covering lines a..b of the decoded draft."""
     a, b = lines
-    text = model.tokenizer.decode(ids)
-    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-    if a < 1 or b < a or a > n_lines:
-        raise InputError(f"lines {a}-{b} are outside the proposal (it has {n_lines} lines)")
-    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
-    lo = starts[a - 1]
-    hi = starts[b] if b < len(starts) else len(text)
+    lo, hi = line_bounds(model.tokenizer.decode(ids), a, b)
     spans = model.tokenizer.char_spans(ids)
     covered = [i for i, (s, e) in enumerate(spans) if s < hi and e > lo]
     if not covered:

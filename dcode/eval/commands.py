@@ -71,7 +71,7 @@ def _ltr_base(model_path: str | None, device: str | None):
     """The pretrained base of an adapted model (dcode-small), without its adapter."""
     from dcode.errors import InputError
     from dcode.model.adapted import is_adapted, load_adapted
-    from dcode.model.loader import resolve_model_dir
+    from dcode.model.paths import resolve_model_dir
 
     model_dir = resolve_model_dir(model_path)
     if not is_adapted(model_dir):

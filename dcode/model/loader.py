@@ -12,7 +12,7 @@ from dcode.model.tokenizer import Tokenizer
 # Front ends import these from here, the model layer's public entry point; they live lower down so
 # that the per-format loaders (adapted, foreign) import them without importing this module back.
 from dcode.model.loaded import LoadedModel, build_model  # noqa: F401
-from dcode.model.paths import DEFAULT_MODEL_NAME, default_model_dir, resolve_model_dir, shipped_weights_root  # noqa: F401
+from dcode.model.paths import resolve_model_dir
 
 
 def load_model(

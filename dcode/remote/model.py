@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
-from dcode.diffusion.engine import Completion
+from dcode.diffusion.engine import Completion, line_bounds
 from dcode.diffusion.sampler import DecodeOptions, DecodeStats
 from dcode.edit.proposal import line_count
 from dcode.errors import InputError, ModelError
 from dcode.remote.http import HttpClient, Reply, error_message
-from dcode.remote.pieces import PieceTokenizer, carry
+from dcode.remote.pieces import PieceTokenizer, carry, piece_text
 from dcode.remote.protocols import ADAPTERS, Answer, DcodeProtocol, Hole, Protocol
 from dcode.settings import Settings
 
@@ -72,9 +72,9 @@ class RemoteModel:
             raise InputError("nothing to refine: the proposal is empty")
         options = options or DecodeOptions()
         if isinstance(self.protocol, DcodeProtocol):
-            ids, conf = self._server_draft(draft)
+            pieces = [piece_text(i) for i in draft.token_ids]
             hole = Hole(prefix, suffix, path, context, options, instruction)
-            yield self.completion(self.protocol.refine(hole, ids, conf, remask, lines))
+            yield self.completion(self.protocol.refine(hole, pieces, list(draft.confidences), remask, lines))
             return
         first, last = lines or (1, line_count(draft.text))
         lo, hi = line_bounds(draft.text, first, last)
@@ -89,20 +89,6 @@ class RemoteModel:
         yield RemoteCompletion(before + middle.text + after, ids, head[1] + middle.confidences + tail[1],
                                middle.stats, notes=middle.notes, regenerated=(first, last))
 
-    def _server_draft(self, draft: Completion) -> tuple[list[int], list[float]]:
-        """The draft in the server's token ids (from its /tokenize) with our confidences. When
-        the server splits the text differently, each of its tokens takes the confidence of the
-        piece at the same relative place in the text."""
-        assert isinstance(self.protocol, DcodeProtocol)
-        ids = self.protocol.tokenize(draft.text)
-        if len(ids) == len(draft.token_ids):
-            return ids, list(draft.confidences)
-        per_char = [c for (a, b), c in zip(self.tokenizer.char_spans(draft.token_ids), draft.confidences)
-                    for _ in range(a, b)]
-        if not ids or not per_char:
-            return ids, [1.0] * len(ids)
-        return ids, [per_char[min(len(per_char) - 1, j * len(per_char) // len(ids))] for j in range(len(ids))]
-
     def completion(self, answer: Answer) -> RemoteCompletion:
         if answer.pieces is not None and answer.confidences is not None:
             ids, conf, notes = self.tokenizer.from_pieces(answer.pieces), answer.confidences, []
@@ -111,15 +97,6 @@ class RemoteModel:
             conf, notes = [1.0] * len(ids), [NO_CONFIDENCES]
         stats = DecodeStats(forward_passes=answer.forward_passes, tokens=len(ids), wall_s=answer.wall_s)
         return RemoteCompletion(answer.text, ids, conf, stats, notes=notes)
-
-
-def line_bounds(text: str, first: int, last: int) -> tuple[int, int]:
-    """Character range of lines first..last (1-based, inclusive) of `text`."""
-    n = max(line_count(text), 1)
-    if first < 1 or last < first or first > n:
-        raise InputError(f"lines {first}-{last} are outside the proposal (it has {n} lines)")
-    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
-    return starts[first - 1], starts[last] if last < len(starts) else len(text)
 
 
 def regenerated_note(first: int, last: int) -> str:

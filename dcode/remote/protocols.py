@@ -107,21 +107,16 @@ class DcodeProtocol(Protocol):
     def infill(self, hole: Hole) -> Answer:
         return self.answer(*self.post("/infill", self.request(hole)), "/infill")
 
-    def refine(self, hole: Hole, token_ids: list[int], confidences: list[float], remask: int | None,
+    def refine(self, hole: Hole, pieces: list[str], confidences: list[float], remask: int | None,
                lines: tuple[int, int] | None) -> Answer:
-        body = {**self.request(hole), "draft": {"token_ids": token_ids, "confidences": confidences}}
+        """The draft goes as the text of its tokens (the server's own pieces, from its answer), which
+        the server encodes back to its ids: a new process has no ids of the server's to send."""
+        body = {**self.request(hole), "draft": {"pieces": pieces, "confidences": confidences}}
         if lines is not None:
             body["lines"] = list(lines)
         else:
-            body["remask"] = remask if remask is not None else max(1, len(token_ids) // 4)
+            body["remask"] = remask if remask is not None else max(1, len(pieces) // 4)
         return self.answer(*self.post("/refine", body), "/refine")
-
-    def tokenize(self, text: str) -> list[int]:
-        body, _ = self.post("/tokenize", {"content": text})
-        tokens = body.get("tokens")
-        if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
-            raise malformed(self.client.endpoint + "/tokenize", "tokens is not a list of ids")
-        return tokens
 
     def answer(self, body: dict, wall_s: float, path: str) -> Answer:
         where = self.client.endpoint + path

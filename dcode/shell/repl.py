@@ -138,7 +138,7 @@ class Shell:
             for f in entry.files:
                 self.say(f"restored {cli_session.shown_path(f.path, self.root)}")
         elif command == "context":
-            from dcode.context.gather import format_context
+            from dcode.context.result import format_context
             from dcode.workflow import Request, context_for, resolve
 
             if len(args) != 1:

@@ -115,7 +115,7 @@ def write_model_card(inputs: CardInputs) -> Path:
 
     meta = json.loads((inputs.model_dir / TRAINING_NAME).read_text(encoding="utf-8"))
     cfg = ModelConfig.load(inputs.model_dir / "config.json")
-    tc, st, corpus = meta["train_config"], meta["state"], meta["corpus"]
+    tc, corpus = meta["train_config"], meta["corpus"]
     table = "(not evaluated)\n"
     if inputs.eval_json is not None and inputs.eval_json.is_file():
         report = json.loads(inputs.eval_json.read_text(encoding="utf-8"))

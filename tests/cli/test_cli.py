@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dcode.cli import app as cli_app
+from dcode.cli import entry
 from dcode.cli.app import app
+from dcode.errors import GPU_OUT_OF_MEMORY, OUT_OF_MEMORY
 from tests.conftest import REPO_ROOT
 
 PY_FILE = '''"""Geometry helpers."""
@@ -217,6 +220,20 @@ def test_a_bad_setting_in_the_project_is_a_usage_error(repo, monkeypatch):
 def test_missing_model_exits_3(repo, tmp_path):
     result = run_dcode("--model", str(tmp_path / "nowhere"), "fill", "geo.py", cwd=repo)
     assert result.returncode == 3 and "not found" in result.stderr
+
+
+@pytest.mark.parametrize("error, message", [(MemoryError(), OUT_OF_MEMORY),
+                                            (type("OutOfMemoryError", (RuntimeError,), {})(), GPU_OUT_OF_MEMORY)])
+def test_running_out_of_memory_is_one_line_and_exit_3(monkeypatch, capsys, error, message):
+    def run_out(**kwargs):
+        raise error
+
+    monkeypatch.setattr(cli_app, "app", run_out)
+    monkeypatch.setattr(sys, "argv", ["dcode", "info"])
+    with pytest.raises(SystemExit) as exited:
+        entry.main()
+    # The same words `dcode complete` and `dcode serve` answer with (dcode.errors.out_of_memory).
+    assert exited.value.code == 3 and capsys.readouterr().err == f"dcode: error: {message}\n"
 
 
 def test_complete_round_trip(repo):

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dcode.context.budget import fit_text
-from dcode.context.gather import LOCAL_SHARE, ContextResult, format_context, gather_context
+from dcode.context.gather import LOCAL_SHARE, gather_context
+from dcode.context.result import ContextResult, format_context
 from dcode.context.index import RepoIndex
 from dcode.edit.targets import resolve_target
 from tests.conftest import copy_repo

@@ -13,10 +13,11 @@ import pytest
 from typer.testing import CliRunner
 
 from dcode.cli.app import app
+from dcode.diffusion.engine import line_bounds
 from dcode.diffusion.sampler import DecodeOptions
 from dcode.errors import InputError, ModelError, NoEditError
 from dcode.remote.http import HttpClient
-from dcode.remote.model import connect, line_bounds
+from dcode.remote.model import connect
 from dcode.remote.pieces import PieceTokenizer, carry
 from dcode.remote.protocols import hole_in_reply
 from dcode.settings import Settings, load_settings
@@ -166,7 +167,7 @@ def test_dcode_protocol_sends_the_context_and_refines_the_draft_in_place(fake):
                                                 "confidences": [0.9, 0.3, 0.8, 1.0], "forward_passes": 3}}
 
     fake.routes.update({"/props": lambda body: {"dcode": {"model": "mini", "max_seq_len": 512}},
-                        "/infill": infill, "/refine": infill, "/tokenize": lambda body: {"tokens": [5, 6, 7, 8]}})
+                        "/infill": infill, "/refine": infill})
     model = connect(settings(fake.url))
     *_, first = model.infill_stream("a", "b", path="p.py", context=[("q.py", "Q")], options=DecodeOptions(),
                                     instruction="do it")
@@ -178,7 +179,9 @@ def test_dcode_protocol_sends_the_context_and_refines_the_draft_in_place(fake):
     *_, again = model.refine_stream("a", "b", first, remask=1, options=DecodeOptions())
     draft = fake.requests[-1][1]
     assert fake.requests[-1][0] == "/refine" and draft["remask"] == 1
-    assert draft["draft"] == {"token_ids": [5, 6, 7, 8], "confidences": [0.9, 0.3, 0.8, 1.0]}
+    # The server's own pieces, as its answer gave them: it encodes them back (no /tokenize round trip).
+    assert draft["draft"] == {"pieces": ["x", " =", " 1", "\n"], "confidences": [0.9, 0.3, 0.8, 1.0]}
+    assert "/tokenize" not in [path for path, _ in fake.requests]
     assert again.regenerated is None
 
 
@@ -237,6 +240,25 @@ def test_fill_and_refine_through_an_openai_server(repo, fake):
     assert result.exit_code == 0, result.output
     assert "regenerated lines 3-3 (the server has no in-place refinement)" in result.output
     assert "    return b + a\n" in (repo / "m.py").read_text()
+
+
+def test_the_uncertain_tokens_hint_says_what_refine_does_on_the_server(repo, fake):
+    fake.logprobs = True  # a confidence, and a low one for the first token
+    result = dcode("--endpoint", fake.url, "fill", "m.py", "--no-live")
+    assert result.exit_code == 0, result.output
+    assert ("uncertain tokens on line(s) 3: `dcode refine --lines A-B` regenerates those lines "
+            "(the server has no in-place refinement)") in result.output
+    assert "re-masks" not in result.output
+
+
+def test_context_budgets_with_the_endpoints_model(repo, fake):
+    fake.routes["/v1/models"] = lambda body: {"data": [{"id": "fake-coder", "max_model_len": 600}]}
+    result = dcode("--endpoint", fake.url, "context", "m.py", "--json")
+    assert result.exit_code == 0, result.output
+    settings = Settings()
+    # The server's context length caps the budget, as it does for `fill` (not the local model's).
+    assert json.loads(result.stdout)["budget_tokens"] == 600 - settings.max_tokens - 16
+    assert "/v1/completions" not in [path for path, _ in fake.requests]  # asked what it is, nothing generated
 
 
 def test_fill_through_openai_chat_with_an_instruction(repo, fake, monkeypatch):

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from dcode.diffusion.sampler import DecodeOptions
+from dcode.remote.model import connect
+from dcode.settings import Settings
 from test_remote import dcode as run_cli
 from test_remote import free_port, repo  # noqa: F401 (repo is a fixture)
 from tests.conftest import REPO_ROOT
@@ -65,6 +68,30 @@ def test_fill_and_refine_in_place_through_dcode_serve(server, repo, key):
     done = dcode(server, "refine", "--no-live")
     assert done.exit_code == 0, done.output
     assert "regenerated" not in done.output  # dcode serve refines in place
+
+
+def test_a_remote_remask_sends_pieces_and_keeps_the_tokens_it_does_not_remask(server):
+    model = connect(Settings(endpoint=server, api_key=TOKEN))
+    prefix, suffix = "def add(a, b):\n", "\n\nprint(add(1, 2))\n"
+    # A draft's ids are its pieces' text (`PieceTokenizer`), all that a pending proposal keeps
+    # for the next process: no id of the server's goes back to it.
+    *_, draft = model.infill_stream(prefix, suffix, options=DecodeOptions(max_tokens=12, min_tokens=6, seed=1))
+    k = 2
+    weakest = set(sorted(range(len(draft.token_ids)), key=lambda i: draft.confidences[i])[:k])
+    *_, again = model.refine_stream(prefix, suffix, draft, remask=k,
+                                    options=DecodeOptions(max_tokens=12, temperature=1.0, seed=7))
+    kept = [(t, c) for i, (t, c) in enumerate(zip(draft.token_ids, draft.confidences)) if i not in weakest]
+    got = list(zip(again.token_ids, again.confidences))
+    # k slots were re-masked (one that came out a pad is dropped); the server got exactly our
+    # tokens and confidences back, so the kept ones return unchanged and in order.
+    assert len(kept) <= len(got) <= len(draft.token_ids)
+    assert in_order(kept, got)
+
+
+def in_order(kept: list[tuple[int, float]], got: list[tuple[int, float]]) -> bool:
+    """Whether every (token, confidence) of `kept` is in `got`, in the same order."""
+    rest = iter(got)
+    return all(any(t == u and pytest.approx(c) == d for u, d in rest) for t, c in kept)
 
 
 def test_the_hook_goes_through_dcode_serve(server, repo, key):

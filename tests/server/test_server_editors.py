@@ -21,9 +21,11 @@ import pytest
 import torch
 
 from dcode.complete.completer import Completer, threads_for
+from dcode.complete.request import parse_draft
 from dcode.complete.response import committed_text, exit_code
 from dcode.diffusion.engine import Prompt
 from dcode.diffusion.sampler import DecodeStats, HoleState
+from dcode.errors import InputError
 from dcode.model.checkpoint import save_checkpoint
 from dcode.model.loader import build_model
 from dcode.server import DcodeServer
@@ -256,6 +258,31 @@ def test_refine_revises_a_draft(server, tiny_tokenizer):
                        ({"lines": [5, 6]}, "outside")]:
         status, answer = post(server, "/refine", {**body, **bad})
         assert status == 400 and words in answer["error"]["message"], answer
+
+
+def test_a_draft_sent_as_pieces_is_encoded_piece_by_piece(tiny_tokenizer):
+    tok = tiny_tokenizer
+    ids = tok.encode("a = 1\nb = 2\n")
+    conf = [0.1 * (n + 1) for n in range(len(ids))]
+    pieces = {"pieces": [tok.decode([i]) for i in ids], "confidences": conf}
+    assert parse_draft(pieces, tok.encode, tok.vocab_size) == (ids, conf)  # each piece is one token: exact
+    head, tail = tok.encode("a"), tok.encode("b = 2\n")
+    assert len(tail) > 1  # a piece the server splits: each of its tokens takes the piece's confidence
+    assert parse_draft({"pieces": ["a", "b = 2\n"], "confidences": [0.3, 0.7]}, tok.encode, tok.vocab_size) == \
+        (head + tail, [0.3] * len(head) + [0.7] * len(tail))
+    for bad, words in [({"pieces": ["a", 1], "confidences": [1.0, 1.0]}, "list of strings"),
+                       ({"pieces": ["a"], "confidences": []}, "1 pieces but 0 confidences"),
+                       ({"pieces": [""], "confidences": [1.0]}, "non-empty")]:
+        with pytest.raises(InputError, match=words):
+            parse_draft(bad, tok.encode, tok.vocab_size)
+
+
+def test_refine_takes_the_draft_as_pieces(server, tiny_tokenizer):
+    ids = tiny_tokenizer.encode("a = 1\nb = 2\n")
+    draft = {"pieces": [tiny_tokenizer.decode([i]) for i in ids], "confidences": [0.9] * len(ids)}
+    status, answer = post(server, "/refine", {"input_prefix": "def f():\n", "input_suffix": "\n", "draft": draft,
+                                             "lines": [2, 2]})
+    assert status == 200 and answer["content"].startswith("a = 1\n"), answer
 
 
 def test_instruction_needs_a_chat_template_and_gather_context_is_optional(server):
