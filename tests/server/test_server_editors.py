@@ -406,3 +406,23 @@ def test_a_stream_whose_client_leaves_stops_early(server):
     assert server.pending == 0
     assert False in kept or server.dropped == dropped + 1  # stopped mid-way, or never started
     assert len(kept) < 95  # one token per pass: finishing would have taken about 96
+
+
+def test_a_causal_context_model_reuses_a_shared_prefix_across_requests(env, tmp_path, tiny_tokenizer):
+    """llama.cpp's `cache_prompt`: a request whose context starts like the previous one's takes
+    those keys/values from the cache (exact only when the context is read causally)."""
+    from dcode.complete.completer import Completer
+
+    answers = {}
+    for causal in (True, False):
+        model = build_model(tiny_config(tiny_tokenizer, causal_context=causal), tiny_tokenizer, device="cpu", seed=0)
+        path = tmp_path / f"causal-{causal}"
+        save_checkpoint(path, model.net.state_dict(), model.config, dtype=torch.float32)
+        tiny_tokenizer.save(path / "tokenizer.json")
+        completer = Completer({"model": str(path), "device": "cpu", "threads": 1})
+        prefix = "import os\n\ndef add(a, b):\n    total = a + b\n    return "
+        first = completer.answer({**REQUEST, "input_prefix": prefix})
+        second = completer.answer({**REQUEST, "input_prefix": prefix + "total"})
+        answers[causal] = (first["tokens_cached"], second["tokens_cached"])
+    assert answers[True][0] == 0 and answers[True][1] > 10
+    assert answers[False] == (0, 0)
