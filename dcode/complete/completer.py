@@ -9,7 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dcode.complete.request import MAX_REQUEST_BYTES, InfillRequest, parse_draft, parse_request, refine_target
+from dcode.complete.request import (
+    MAX_REQUEST_BYTES, REMASK_CONFIDENCE, InfillRequest, parse_draft, parse_request, refine_target,
+)
 from dcode.complete.response import committed_text, error_response, generation_settings, infill_response
 from dcode.errors import DcodeError, InputError, ModelError, out_of_memory
 
@@ -174,22 +176,25 @@ class Completer:
 
         request = parse_request(data)
         model = self.ensure_model()
-        draft = self._draft(data.get("draft"), model)
-        remask, lines = refine_target(data)
+        target = refine_target(data)
+        draft = self._draft(data.get("draft"), model, target.positions)
+        remask = target.remask
+        if target.positions:  # the marked tokens (one piece may have become several) are the k to re-mask
+            remask = sum(c == REMASK_CONFIDENCE for c in draft.confidences)
         options = self._options(request)
         path, context = self._where(request, model, options)
-        result = refine(model, request.prefix, request.suffix, draft, remask=remask, lines=lines, path=path,
+        result = refine(model, request.prefix, request.suffix, draft, remask=remask, lines=target.lines, path=path,
                         context=context, options=options, instruction=request.instruction)
         prompt = build_prompt(model, request.prefix, request.suffix, path=path, context=context,
                               reserve=len(draft.token_ids) + options.max_tokens, instruction=request.instruction)
         return infill_response(model, request, options, result, *self._prompt_size(model, request, prompt),
                                tokens_cached(model))
 
-    def _draft(self, draft: Any, model) -> Completion:
+    def _draft(self, draft: Any, model, positions: list[int] | None) -> Completion:
         from dcode.diffusion.engine import Completion
         from dcode.diffusion.sampler import DecodeStats
 
-        ids, conf = parse_draft(draft, model.tokenizer.encode, model.tokenizer.vocab_size)
+        ids, conf = parse_draft(draft, model.tokenizer.encode, model.tokenizer.vocab_size, positions)
         return Completion(model.tokenizer.decode(ids), ids, conf, DecodeStats())
 
     def answer_line(self, line: str) -> dict:

@@ -93,23 +93,55 @@ def _numeric_options(data: dict) -> dict[str, Any]:
     return options
 
 
-def refine_target(data: dict) -> tuple[int | None, tuple[int, int] | None]:
-    remask, lines = data.get("remask"), data.get("lines")
-    if (remask is None) == (lines is None):
-        raise InputError("send exactly one of remask (a token count) or lines ([first, last])")
+# A confidence below any the sampler gives: the draft tokens named in `positions` re-mask first.
+REMASK_CONFIDENCE = -1.0
+
+
+@dataclass
+class RefineTarget:
+    """What /refine re-masks: the `remask` least confident tokens, the draft's `lines`, or the
+    draft tokens at `positions` (indices into the draft as sent)."""
+
+    remask: int | None = None
+    lines: tuple[int, int] | None = None
+    positions: list[int] | None = None
+
+
+def refine_target(data: dict) -> RefineTarget:
+    given = [name for name in ("remask", "lines", "positions") if data.get(name) is not None]
+    if len(given) != 1:
+        raise InputError("send exactly one of remask (a token count), lines ([first, last]) or positions ([index, ...])")
+    remask, lines, positions = data.get("remask"), data.get("lines"), data.get("positions")
     if remask is not None:
         if not is_int(remask) or remask < 1:
             raise InputError("remask must be a positive whole number")
-        return remask, None
+        return RefineTarget(remask=remask)
+    if positions is not None:
+        if not (isinstance(positions, list) and positions and all(is_int(i) and i >= 0 for i in positions)):
+            raise InputError("positions must be a non-empty list of draft token indices")
+        return RefineTarget(positions=sorted(set(positions)))
     if not (isinstance(lines, list) and len(lines) == 2 and all(is_int(n) for n in lines)):
         raise InputError("lines must be [first, last], 1-based and inclusive")
-    return None, (lines[0], lines[1])
+    return RefineTarget(lines=(lines[0], lines[1]))
 
 
-def parse_draft(draft: Any, encode: Callable[[str], list[int]], vocab_size: int) -> tuple[list[int], list[float]]:
+def mark_positions(confidences: list[float], positions: list[int]) -> list[float]:
+    """The draft's confidences with the tokens at `positions` made the least confident of all, so
+    that re-masking len(positions) tokens takes exactly those (and token healing carries the mark
+    to whatever tokens re-cover them)."""
+    if positions[-1] >= len(confidences):
+        raise InputError(f"positions go up to {positions[-1]} but the draft has {len(confidences)} tokens")
+    marked = list(confidences)
+    for i in positions:
+        marked[i] = REMASK_CONFIDENCE
+    return marked
+
+
+def parse_draft(draft: Any, encode: Callable[[str], list[int]], vocab_size: int,
+                positions: list[int] | None = None) -> tuple[list[int], list[float]]:
     """/refine's draft as token ids and their confidences: `token_ids` as sent, or `pieces`, the
     text of each token, encoded here (a client in another process keeps only the text of the
-    server's tokens, not their ids)."""
+    server's tokens, not their ids); the items at `positions` are marked to be re-masked."""
     if not isinstance(draft, dict):
         raise InputError("draft must be an object {token_ids or pieces, confidences}")
     conf = draft.get("confidences")
@@ -120,7 +152,8 @@ def parse_draft(draft: Any, encode: Callable[[str], list[int]], vocab_size: int)
     if not isinstance(items, list) or len(items) != len(conf):
         raise InputError(f"draft has {len(items) if isinstance(items, list) else 'no'} {field_name} "
                          f"but {len(conf)} confidences")
-    ids, conf = piece_ids(items, conf, encode) if field_name == "pieces" else (items, [float(c) for c in conf])
+    conf = mark_positions([float(c) for c in conf], positions) if positions else [float(c) for c in conf]
+    ids, conf = piece_ids(items, conf, encode) if field_name == "pieces" else (items, conf)
     if not ids or not all(is_int(i) and 0 <= i < vocab_size for i in ids):
         raise InputError(f"draft.{field_name} must be non-empty and give token ids below {vocab_size}")
     return ids, conf

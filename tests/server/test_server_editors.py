@@ -260,6 +260,22 @@ def test_refine_revises_a_draft(server, tiny_tokenizer):
         assert status == 400 and words in answer["error"]["message"], answer
 
 
+def test_refine_remasks_the_given_positions(server, tiny_tokenizer):
+    tok = tiny_tokenizer
+    ids = tok.encode("a = 1\nb = 2\n")
+    body = {"input_prefix": "def f():\n", "input_suffix": "\n",
+            "draft": {"token_ids": ids, "confidences": [0.9] * len(ids)}}
+    status, answer = post(server, "/refine", {**body, "positions": [0]})
+    assert status == 200, answer
+    assert answer["content"].endswith(tok.decode(ids[1:])), answer  # every other token is kept
+    marked = parse_draft(body["draft"], tok.encode, tok.vocab_size, positions=[0, 2])[1]
+    assert [n for n, c in enumerate(marked) if c < 0] == [0, 2]
+    for bad, words in [({"positions": [len(ids)]}, "draft has"), ({"positions": [0], "remask": 1}, "exactly one"),
+                       ({"positions": []}, "non-empty"), ({"positions": [-1]}, "indices")]:
+        status, answer = post(server, "/refine", {**body, **bad})
+        assert status == 400 and words in answer["error"]["message"], answer
+
+
 def test_a_draft_sent_as_pieces_is_encoded_piece_by_piece(tiny_tokenizer):
     tok = tiny_tokenizer
     ids = tok.encode("a = 1\nb = 2\n")
