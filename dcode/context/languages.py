@@ -2,9 +2,9 @@
 detecting a file's language, and parsing it with tree-sitter.
 
 Grammars come from the per-language wheels (tree-sitter-python, ...), loaded lazily and once.
-What a grammar's nodes mean (definitions, statements, imports, identifiers) is data: the query
-files under `queries/<language>/`, read by `dcode.context.syntax`. Adding a language is a grammar
-wheel, an entry in `_SPECS` below and a folder of queries.
+What a grammar's nodes mean (definitions, statements, imports, identifiers, stubs) is data: the
+query files under `queries/<language>/`, read by `dcode.context.syntax`. Adding a language is a
+grammar wheel, an entry in `_SPECS` below and a folder of queries.
 """
 
 from __future__ import annotations

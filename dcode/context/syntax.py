@@ -1,7 +1,7 @@
 """What dcode knows about each grammar's nodes, read from tree-sitter query files.
 
 `queries/<language>/` holds, in tree-sitter's query syntax (the way aider, nvim-treesitter and
-Zed keep per-language knowledge), one `(node_type) @capture` per line:
+Zed keep per-language knowledge), mostly one `(node_type) @capture` per line:
 
   definitions.scm  `@definition.<kind>` (function, class, method...) for each definition node, and
                    `@wrapper` for nodes that wrap one definition (decorators, `export`, `template`)
@@ -9,6 +9,10 @@ Zed keep per-language knowledge), one `(node_type) @capture` per line:
   imports.scm      `@import`: import-like statements
   identifiers.scm  `@identifier`: nodes that name something
   docstrings.scm   present when a body's first string documents it (Python)
+  stubs.scm        `@body`: definition bodies that hold statements (any other body is one
+                   expression); and `@returns`, in full patterns with fields and `#eq?`/`#match?`
+                   predicates, on functions that declare a result, whose empty body is a stub.
+                   Compiled and run as a query.
 
 A first line `; inherits: LANG` starts from LANG's file of the same name (as in nvim-treesitter):
 TypeScript builds on JavaScript, C++ on C. Files are read once per language; each query is
@@ -20,7 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tree_sitter
@@ -45,29 +49,42 @@ class Syntax:
     containers: frozenset[str]  # nodes whose children are statements
     imports: frozenset[str]
     identifiers: frozenset[str]
+    bodies: frozenset[str]  # definition bodies that hold statements (others are one expression)
+    stubs: tree_sitter.Query = field(compare=False, repr=False)  # stubs.scm, compiled
     docstrings: bool = False  # Python: the first string statement of a body documents it
+
+    def declares_result(self, function: tree_sitter.Node) -> bool:
+        """Whether a function declares a (non-void) result: stubs.scm captures it as `@returns`."""
+        cursor = tree_sitter.QueryCursor(self.stubs)
+        cursor.set_max_start_depth(0)  # patterns rooted at the function, not at functions inside it
+        return function in cursor.captures(function).get("returns", [])
 
 
 QUERIES = Path(__file__).resolve().parent / "queries"
 _INHERITS = re.compile(r"^;[ \t]*inherits:[ \t]*([\w, \t]+)$", re.M)
-# The one pattern shape these files use: a node type and what it means, `(type) @capture`.
+# The shape most patterns take: a node type and what it means, `(type) @capture`. Patterns with
+# fields or predicates (stubs.scm's `@returns`) are only read through the compiled query.
 _PATTERN = re.compile(r"^\((\w+)\)\s*@([\w.]+)\s*$", re.M)
+
+
+def query_source(language: str, name: str) -> str:
+    """The text of `queries/<language>/<name>`, preceded by the files it inherits."""
+    text = (QUERIES / language / name).read_text(encoding="utf-8")
+    inherits = _INHERITS.search(text)
+    parents = [query_source(parent.strip(), name) for parent in inherits.group(1).split(",")] if inherits else []
+    return "\n".join([*parents, text])
 
 
 def query_captures(language: str, name: str) -> list[tuple[str, str]]:
     """(node type, capture) pairs of `queries/<language>/<name>`, inherited ones first."""
-    text = (QUERIES / language / name).read_text(encoding="utf-8")
-    pairs: list[tuple[str, str]] = []
-    inherits = _INHERITS.search(text)
-    for parent in inherits.group(1).split(",") if inherits else []:
-        pairs += query_captures(parent.strip(), name)
-    return pairs + _PATTERN.findall(text)
+    return _PATTERN.findall(query_source(language, name))
 
 
 @functools.cache
-def _load_syntax(language: str) -> Syntax | None:
-    """A language's Syntax from its query files; None for a language without a query folder."""
-    if not (QUERIES / language).is_dir():
+def syntax_for(lang: Language) -> Syntax | None:
+    """A language's Syntax from its query files; None without a grammar or a query folder."""
+    language = lang.name
+    if lang.ts_language is None or not (QUERIES / language).is_dir():
         return None
     definitions = query_captures(language, "definitions.scm")
     return Syntax(
@@ -76,12 +93,10 @@ def _load_syntax(language: str) -> Syntax | None:
         containers=frozenset(t for t, _ in query_captures(language, "statements.scm")),
         imports=frozenset(t for t, _ in query_captures(language, "imports.scm")),
         identifiers=frozenset(t for t, _ in query_captures(language, "identifiers.scm")),
+        bodies=frozenset(t for t, c in query_captures(language, "stubs.scm") if c == "body"),
+        stubs=tree_sitter.Query(lang.ts_language, query_source(language, "stubs.scm")),
         docstrings=(QUERIES / language / "docstrings.scm").is_file(),
     )
-
-
-def syntax_for(lang: Language) -> Syntax | None:
-    return _load_syntax(lang.name) if lang.ts_language is not None else None
 
 
 def node_text(node: tree_sitter.Node | None) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import tree_sitter
 
 from dcode.context.definitions import DefNode, body_statements, docstring_node
-from dcode.context.syntax import FUNCTION_LIKE, enclosing_statement, error_nodes, is_comment, node_text
+from dcode.context.syntax import FUNCTION_LIKE, enclosing_statement, error_nodes, is_comment
 from dcode.context.target import Target, indent_of_line, indent_unit
 from dcode.edit.document import Document, Marker
 
@@ -58,9 +58,7 @@ def body_hole(doc: Document, defn: DefNode) -> tuple[int, int, str | None]:
     """The statements of a definition's body after any docstring: (start, end, indent or None)."""
     assert defn.body is not None and doc.syntax is not None
     body = defn.body
-    if body.type not in ("block", "statement_block", "compound_statement", "declaration_list", "class_body",
-                         "field_declaration_list", "interface_body", "enum_body", "constructor_body",
-                         "interface_type", "enum_variant_list") and not body.type.endswith("body"):  # fmt: skip
+    if body.type not in doc.syntax.bodies:
         start, end = doc.char(body.start_byte), doc.char(body.end_byte)  # `=> expr` arrow bodies
         return start, end, None
     statements = body_statements(body)
@@ -95,31 +93,9 @@ def _node_text(doc: Document, node: tree_sitter.Node) -> str:
     return doc.source[node.start_byte : node.end_byte].decode("utf-8", "replace")
 
 
-def _declares_result(defn: DefNode, lang: str) -> bool:
-    """Whether a function declares a non-void result, so that an empty body cannot be finished code."""
-    node = defn.node
-    if lang == "rust":
-        result = node.child_by_field_name("return_type")
-        return result is not None and node_text(result) != "()"
-    if lang == "go":
-        return node.child_by_field_name("result") is not None
-    if lang == "java":
-        result = node.child_by_field_name("type")
-        return result is not None and result.type != "void_type"
-    if lang in ("c", "cpp"):
-        result = node.child_by_field_name("type")
-        declarator = node.child_by_field_name("declarator")
-        returns_pointer = declarator is not None and declarator.type in ("pointer_declarator", "reference_declarator")
-        return result is not None and (node_text(result) != "void" or returns_pointer)
-    if lang in ("typescript", "tsx"):
-        result = node.child_by_field_name("return_type")
-        return result is None or node_text(result).lstrip(": \t") not in ("void", "Promise<void>", "never")
-    return lang == "javascript"
-
-
 def _brace_stub(doc: Document, defn: DefNode) -> tuple[list[tree_sitter.Node], bool] | None:
     """(stub statements, empty) when a brace-language body is a stub, else None."""
-    assert defn.body is not None
+    assert defn.body is not None and doc.syntax is not None
     statements = body_statements(defn.body)
     code = [s for s in statements if not is_comment(s)]
     if not code:
@@ -127,7 +103,8 @@ def _brace_stub(doc: Document, defn: DefNode) -> tuple[list[tree_sitter.Node], b
         constructor = constructor or (defn.parent is not None and defn.parent.name == defn.name)
         if defn.node.type == "variable_declarator" or constructor:
             return None  # `() => {}` callbacks and empty constructors are usually meant to be empty
-        return (statements, True) if _declares_result(defn, doc.lang.name) else None
+        # Only a function that declares a result cannot be finished with an empty body (stubs.scm).
+        return (statements, True) if doc.syntax.declares_result(defn.node) else None
     if len(code) == 1:
         text = _node_text(doc, code[0]).strip().rstrip(";").strip()
         if any(pattern.match(text) for pattern in _BRACE_STUBS):

@@ -10,7 +10,7 @@ import tree_sitter
 from dcode.context.definitions import clean_doc, definition_nodes, doc_of, signature_of
 from dcode.context.identifiers import identifier_nodes, identifier_role, import_modules, import_nodes
 from dcode.context.languages import PLAIN_TEXT, _PARSERS, detect_language, get_language, grammar_names, parse
-from dcode.context.syntax import QUERIES, query_captures, syntax_for
+from dcode.context.syntax import QUERIES, query_captures, query_source, syntax_for
 from dcode.errors import InputError
 
 
@@ -196,8 +196,32 @@ def test_every_grammar_has_a_folder_of_queries_that_compile_against_it() -> None
         ts_language = get_language(name).ts_language
         folder = QUERIES / name
         assert sorted(p.name for p in folder.glob("*.scm") if p.name != "docstrings.scm") == [
-            "definitions.scm", "identifiers.scm", "imports.scm", "statements.scm"
+            "definitions.scm", "identifiers.scm", "imports.scm", "statements.scm", "stubs.scm"
         ], name
         for path in folder.glob("*.scm"):
             tree_sitter.Query(ts_language, path.read_text(encoding="utf-8"))  # raises on an unknown node type
+            tree_sitter.Query(ts_language, query_source(name, path.name))  # and with what it inherits
             assert query_captures(name, path.name) or path.name == "docstrings.scm", f"{name}/{path.name} captures nothing"
+
+
+@pytest.mark.parametrize(
+    ("lang_name", "source", "returning"),
+    [
+        ("javascript", "function f() {}\nclass K { m() {} }\n", {"f", "m"}),
+        ("typescript", "function f() {}\nfunction g(): void {}\nfunction h(): Promise<void> {}\n"
+                       "function i(): never {}\nfunction j(): number {}\n", {"f", "j"}),
+        ("tsx", "function f(): void {}\nfunction g(): string {}\n", {"g"}),
+        ("rust", "fn f() {}\nfn g() -> () {}\nfn h() -> i32 { fn i() -> u8 {} }\n", {"h", "i"}),
+        ("go", "package p\nfunc f() {}\nfunc g() int {}\nfunc (t T) m() (int, error) {}\n", {"g", "m"}),
+        ("java", "class A { void f() {} int g() {} }\n", {"g"}),
+        ("c", "void f(void) {}\nint g(void) {}\nvoid *h(void) {}\n", {"g", "h"}),
+        ("cpp", "void f() {}\nint &g() {}\nauto h() {}\n", {"g", "h"}),
+    ],
+)  # fmt: skip
+def test_stub_queries_say_which_functions_declare_a_result(lang_name: str, source: str, returning: set[str]) -> None:
+    lang = get_language(lang_name)
+    syntax = syntax_for(lang)
+    tree = parse(source, lang)
+    assert syntax is not None and tree is not None
+    functions = [d for d in definition_nodes(tree, lang) if d.body is not None and d.kind != "class"]
+    assert {d.name for d in functions if syntax.declares_result(d.node)} == returning
