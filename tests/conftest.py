@@ -33,6 +33,15 @@ FIXTURES = TESTS / "fixtures"
 REPOS = DATA / "repos"
 
 
+def compiles(text: str) -> bool:
+    """Whether Python source compiles (the stricter check the hook and fill verify against)."""
+    try:
+        compile(text, "<test>", "exec")
+        return True
+    except SyntaxError:
+        return False
+
+
 @pytest.fixture
 def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """`$XDG_CACHE_HOME` inside tmp_path, so index caches never land in the real home."""

@@ -15,7 +15,7 @@ from dcode.cli import app as cli_app
 from dcode.cli import entry
 from dcode.cli.app import app
 from dcode.errors import GPU_OUT_OF_MEMORY, OUT_OF_MEMORY
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, compiles
 
 PY_FILE = '''"""Geometry helpers."""
 import math
@@ -63,14 +63,6 @@ def run_dcode(*args: str, cwd: Path, input: str | None = None) -> subprocess.Com
                           capture_output=True, text=True, timeout=120)
 
 
-def parses(text: str) -> bool:
-    try:
-        compile(text, "<test>", "exec")
-        return True
-    except SyntaxError:
-        return False
-
-
 def test_fill_shows_a_diff_and_writes_nothing(repo):
     before = (repo / "geo.py").read_bytes()
     result = invoke("fill", "geo.py", "--diff")
@@ -90,7 +82,7 @@ def apply_with_yes(repo, *args):
     data = json.loads(result.stdout.splitlines()[0])
     if result.exit_code == 0:
         assert data["applied"] is True and data["parses"] is True and data["problem"] is None
-        assert parses((repo / "geo.py").read_text())
+        assert compiles((repo / "geo.py").read_text())
     else:
         assert result.exit_code == 4 and data["problem"] in ("does not parse", "is outside area"), result.output
         assert data["parses"] is False or data["problem"] == "is outside area"

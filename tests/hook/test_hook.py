@@ -24,7 +24,7 @@ from dcode.hook.run import run_hook
 from dcode.model.loader import LoadedModel
 from dcode.server import DcodeServer, ServerInfo
 from dcode.settings import Settings
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, compiles
 
 
 BROKEN = "import os\n\n\ndef add(a, b):\n    return a +\n"
@@ -117,14 +117,6 @@ def hook(loader: Loader, *, write: bool = True, strict: bool = False, files: lis
     code = run_hook(files, filler, write=write, strict=strict, console=console, out=out, max_attempts=attempts,
                     warn_only=warn_only, review=review)
     return code, err.getvalue(), out.getvalue()
-
-
-def compiles(text: str) -> bool:
-    try:
-        compile(text, "<test>", "exec")
-        return True
-    except SyntaxError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------
