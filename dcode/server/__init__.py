@@ -2,7 +2,7 @@
 
 Endpoints (JSON in, JSON out; `"stream": true` answers with Server-Sent Events):
   POST /infill, /completion  llama.cpp's, so llama.vim and llama.vscode work unchanged
-  POST /refine               revise a draft in place (`remask` k or `lines` [a, b])
+  POST /refine               revise a draft in place (`remask` k, `positions` or `lines` [a, b])
   POST /tokenize             llama.cpp's: `content` in, `tokens` out
   GET  /props                llama.cpp's, with dcode's capabilities under `dcode`
   POST /v1/completions       OpenAI's text completions (`n`, list prompts, streaming)
