@@ -61,7 +61,9 @@ class Settings:
     remote_model: str | None = None  # the model an OpenAI server is asked for; None: its first
     api_key: str | None = field(default=None, repr=False)  # sent as a bearer token; never printed
     timeout: float = 120.0  # seconds to wait for one reply from the server
-    threads: int | None = None  # torch's CPU threads; None: cores - 1, at most 4 (dcode.complete.completer.threads_for)
+    best_of: int = 4  # anchored models: candidate endings scored against the suffix (1: greedy)
+    draft_tokens: int = 4  # anchored models: slots the drafter guesses per pass (0: the base alone)
+    threads: int | None = None  # torch's CPU threads; None: the cores free when the model loads, at most 4 (dcode.model.threads)
 
     def decode_options(self, **overrides: Any) -> DecodeOptions:
         from dcode.diffusion.sampler import DecodeOptions  # imports torch: only when decoding
@@ -76,6 +78,8 @@ class Settings:
             seed=self.seed,
             max_tokens=self.max_tokens,
             use_cache=self.cache,
+            best_of=self.best_of,
+            draft_tokens=self.draft_tokens,
         )
         return dataclasses.replace(opts, **overrides)
 
@@ -130,6 +134,8 @@ RULES: dict[str, _Rule] = {
     "seed": _whole(0),
     "cache": _Rule(bool, "true or false"),
     "context_budget": _whole(1),
+    "best_of": _whole(1),
+    "draft_tokens": _whole(0),
     "low_confidence": _fraction(),
     "live": _Rule(bool, "true or false"),
     "endpoint": _Rule(str, "a URL such as http://127.0.0.1:8012", optional=True,

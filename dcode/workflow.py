@@ -15,13 +15,13 @@ from dcode.context.languages import Language
 from dcode.context.result import ContextResult
 from dcode.diffusion.engine import Completion, has_chat_template, infill_stream, refine_stream
 from dcode.diffusion.sampler import DecodeOptions, HoleState
-from dcode.edit.check import check_syntax
-from dcode.edit.files import content_hash
+from dcode.edit.check import SyntaxCheck, check_syntax, filled_span, fill_problem, region_error
+from dcode.edit.files import content_hash, encode_source
 from dcode.edit.proposal import Proposal
 from dcode.edit.targets import Target, resolve_target, scope_exit, target_in_text
 from dcode.errors import InputError, NoEditError
 from dcode.model.loader import LoadedModel
-from dcode.remote.model import RemoteCompletion, RemoteModel, regenerated_note
+from dcode.remote.model import ESTIMATED_COUNTS, RemoteCompletion, RemoteModel, regenerated_note
 from dcode.settings import Settings
 
 Model = LoadedModel | RemoteModel  # what the workflow generates with; `generator` tells them apart
@@ -32,6 +32,7 @@ FUNCTION_KINDS = ("function", "method")
 # A fill or write is asked for code: its first slots may not end the hole or stay blank.
 MIN_FILL_TOKENS = 2
 FILL_ATTEMPTS = 3
+UNVERIFIED_ADVICE = "refine it or reject it"  # ends the note on why a proposal is not verified
 INDENT = re.compile(r"[ \t]*")
 
 
@@ -67,6 +68,9 @@ class LocalEngine:
     def refine_stream(self, prefix: str, suffix: str, draft: Completion, **kwargs) -> Iterator[HoleState | Completion]:
         return refine_stream(self.model, prefix, suffix, draft, **kwargs)
 
+    def count_tokens(self, text: str) -> int:
+        return len(self.model.tokenizer.encode(text))
+
 
 def generator(model: Model) -> LocalEngine | RemoteModel:
     """The one place the workflow asks what generates: a model on a server does it itself (see
@@ -95,13 +99,15 @@ def rel_path(target: Target, root: Path) -> str:
 def context_for(
     target: Target, model: Model, settings: Settings, progress: Callable[[int, int], None] | None = None
 ) -> tuple[Path, ContextResult]:
-    """Repository root and the budgeted context for a target."""
+    """Repository root and the budgeted context for a target: the same whether the model is loaded
+    here or on a server (its window, counted in its own tokens)."""
     root = find_repo_root(target.path.parent)
     index = RepoIndex.open(root, progress=progress)
     reserve = settings.max_tokens + 16
     budget = max(64, min(settings.context_budget, model.config.max_seq_len - reserve))
-    tok = model.tokenizer
-    result = gather_context(target, index, budget, lambda s: len(tok.encode(s)))
+    result = gather_context(target, index, budget, generator(model).count_tokens)
+    if isinstance(model, RemoteModel) and not model.counts_exactly:
+        result.notes.append(ESTIMATED_COUNTS)
     return root, result
 
 
@@ -137,13 +143,25 @@ def propose(
     """Yield the hole after every pass, then the finished Proposal, verified (it parses, and a
     fill in a definition is in it): up to FILL_ATTEMPTS candidates (greedy first, then sampled
     with other seeds); when none is verified the last one comes back with its `problem` and a note."""
-    target = resolve(request)
+    yield from propose_verified(resolve(request), request.mode, model, settings, progress, request.instruction)
+
+
+def propose_verified(
+    target: Target,
+    mode: str,
+    model: Model,
+    settings: Settings,
+    progress: Callable[[int, int], None] | None = None,
+    instruction: str | None = None,
+) -> Iterator[HoleState | Proposal]:
+    """`propose` for an already resolved target (the language server makes them from an
+    editor's buffer, which need not match the file on disk)."""
     proposal: Proposal | None = None
     failure: NoEditError | None = None
     for attempt in range(FILL_ATTEMPTS):
         overrides = {} if attempt == 0 else {"seed": settings.seed + attempt, "temperature": max(settings.temperature, 0.8)}
         try:
-            stream = propose_target(target, request.mode, model, settings, progress, request.instruction, **overrides)
+            stream = propose_target(target, mode, model, settings, progress, instruction, **overrides)
             for item in stream:
                 if isinstance(item, Proposal):
                     proposal = item
@@ -153,29 +171,55 @@ def propose(
             failure = err
             continue
         assert proposal is not None
-        check_parse(proposal, target.text, target.language)
+        verify(proposal, target)
         if proposal.problem is None:
             yield proposal
             return
     if proposal is None:
         assert failure is not None
         raise failure
-    proposal.notes.append(f"the proposal {proposal.problem} (best of {FILL_ATTEMPTS} candidates); refine it or reject it")
+    note_verdict(proposal, FILL_ATTEMPTS)
     yield proposal
 
 
-def check_parse(proposal: Proposal, text: str, language: Language) -> None:
-    """Set `parses`, and `problem` when it does not parse and nothing worse was found."""
-    proposal.parses = keeps_parsing(text, proposal.new_text(text), language)
-    if not proposal.parses and proposal.problem is None:
-        proposal.problem = "does not parse"
+def verify(proposal: Proposal, target: Target) -> None:
+    """Judge a proposal for `target` (whose text is the file it was made for), as every front end
+    does before anything is applied: set `parses` (no more syntax errors than before, and none
+    where it was filled), `problem` (keeping one the caller found: code outside its definition;
+    else a parse failure, else `fill_problem`'s), and the note that says why it is not verified."""
+    text, language = target.text, target.language
+    new = proposal.new_text(text)
+    after = check_syntax(new, language)
+    region = region_error(after, new, *filled_span(target, new), language)
+    proposal.parses = no_worse(check_syntax(text, language), after) and region is None
+    if proposal.problem is None and not proposal.parses:
+        proposal.problem = "does not parse" + (f" where it was filled ({region})" if region else "")
+    if proposal.problem is None:
+        proposal.problem = fill_problem(target, new)
+    note_verdict(proposal)
+
+
+def note_verdict(proposal: Proposal, tries: int = 1) -> None:
+    """The one note on why the proposal is not verified (after `tries` candidates), replacing an
+    earlier verdict's; none when it is verified."""
+    proposal.notes = [n for n in proposal.notes if not n.endswith(UNVERIFIED_ADVICE)]
+    if proposal.problem is not None:
+        best = f" (best of {tries} candidates)" if tries > 1 else ""
+        proposal.notes.append(f"the proposal {proposal.problem}{best}; {UNVERIFIED_ADVICE}")
+
+
+def hole_target(proposal: Proposal, text: str) -> Target:
+    """A proposal's hole in `text` as a target again, for the checks its first pass had."""
+    return replace(target_in_text(proposal.path, text, proposal.start), end=proposal.end, kind=proposal.kind)
 
 
 def keeps_parsing(before_text: str, after_text: str, language: Language) -> bool:
-    """The edited file has no more syntax errors than the original (and, for Python, compiles
-    whenever the original did)."""
-    before = check_syntax(before_text, language)
-    after = check_syntax(after_text, language)
+    """The edited file has no more syntax errors than the original (see `no_worse`)."""
+    return no_worse(check_syntax(before_text, language), check_syntax(after_text, language))
+
+
+def no_worse(before: SyntaxCheck, after: SyntaxCheck) -> bool:
+    """No more syntax errors than before (and, for Python, it compiles whenever the original did)."""
     if after.errors > before.errors:
         return False
     return after.compile_error is None or before.compile_error is not None
@@ -193,7 +237,7 @@ def propose_target(
     """`propose` for an already resolved target (the hook gets them from `find_holes`)."""
     root, ctx = context_for(target, model, settings, progress)
     path = rel_path(target, root)
-    options = fill_options(target, mode, settings, lambda s: len(model.tokenizer.encode(s)), **option_overrides)
+    options = fill_options(target, mode, settings, generator(model).count_tokens, **option_overrides)
     context = [(c.path, c.text) for c in ctx.chunks]
     notes = list(ctx.notes) + (["context was truncated to fit the budget"] if ctx.truncated else [])
     # ctx.prefix / ctx.suffix are the file's own text around the hole, cut to the budget.
@@ -208,7 +252,7 @@ def propose_target(
         proposal = finish(
             Proposal(
                 path=target.path.resolve(), root=root, rel_path=path,
-                file_hash=content_hash(target.text.encode("utf-8")), start=target.start, end=target.end,
+                file_hash=content_hash(encode_source(target.path, target.text)), start=target.start, end=target.end,
                 kind=target.kind, model=model.name, token_ids=[], confidences=[], fill="",
                 context=context, notes=notes + server_notes(item) + ([note] if note else []), instruction=instruction,
             ),
@@ -297,13 +341,14 @@ def refine(
     settings: Settings,
     remask: int | None = None,
     lines: tuple[int, int] | None = None,
+    text: str | None = None,
 ) -> Iterator[HoleState | Proposal]:
-    """One refinement pass over a pending proposal."""
+    """One refinement pass over a pending proposal; `text` is the file it was made for (default:
+    read from disk, which must not have changed since; an editor passes its buffer)."""
     if proposal.model != model.name:
         raise InputError(f"the pending proposal was made by {proposal.model}, not {model.name}; use the same --model")
-    text = proposal.original_text()
-    # The hole as a target again, for the same scope check the first pass had.
-    target = replace(target_in_text(proposal.path, text, proposal.start), end=proposal.end, kind=proposal.kind)
+    text = proposal.original_text() if text is None else text
+    target = hole_target(proposal, text)
     options = settings.decode_options(seed=settings.seed + proposal.passes,
                                       min_tokens=min(MIN_FILL_TOKENS, settings.max_tokens))
     prefix, chat_instruction = instructed(target, proposal.prefix(text), proposal.instruction, model)
@@ -324,5 +369,5 @@ def refine(
             first = proposal.file_lines(text)[0]
             told.append(regenerated_note(first + item.regenerated[0] - 1, first + item.regenerated[1] - 1))
         updated.notes = [n for n in updated.notes if n not in told] + told
-        check_parse(updated, text, target.language)
+        verify(updated, target)
         yield updated

@@ -33,6 +33,16 @@ FIXTURES = TESTS / "fixtures"
 REPOS = DATA / "repos"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def empty_model_cache(tmp_path_factory):
+    """An empty dcode cache for the whole run (tests that need one set their own), so the default
+    model is dcode-mini here as on a fresh machine, whatever this machine has pulled."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DCODE_CACHE_DIR", str(tmp_path_factory.mktemp("dcode-cache")))
+        mp.delenv("DCODE_MODEL", raising=False)
+        yield
+
+
 def compiles(text: str) -> bool:
     """Whether Python source compiles (the stricter check the hook and fill verify against)."""
     try:

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dcode"
 MAX_LINES = 500
 
 # The data path, lowest first; `dcode.errors` sits under all of it. The front ends (cli, shell,
-# hook, server, complete) sit on top and call the workflow.
+# hook, server, complete, lsp) sit on top and call the workflow.
 PATH_LAYERS = ("dcode.model", "dcode.diffusion", "dcode.context", "dcode.edit", "dcode.settings", "dcode.remote",
                "dcode.workflow")
 # Beside the path: they may import it, nothing on it may import them.

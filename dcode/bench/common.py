@@ -1,4 +1,4 @@
-"""What every `dcode bench gpu` section shares: its context, the error line, a timer."""
+"""What every `dcode bench gpu` section shares: its context, its status, the error line, a timer."""
 
 from __future__ import annotations
 
@@ -29,6 +29,18 @@ class BenchContext:
 
 # A section returns (JSON-able results, lines for the table).
 Section = Callable[[BenchContext], tuple[dict, list[str]]]
+
+
+def target_status(met: list[bool | None]) -> str:
+    """A timing section's status from its targets (None: not measurable here, e.g. MFU without a
+    known peak): "missed" when any measured target was missed, else "ok". A section that only
+    checks correctness says "fail" instead (checks.verdict)."""
+    return "missed" if any(m is False for m in met) else "ok"
+
+
+def met_word(met: bool | None) -> str:
+    """How a table line reads a target: met, NOT met, or not measured."""
+    return "no target measured" if met is None else "met" if met else "NOT met"
 
 
 def one_line(err: BaseException) -> str:

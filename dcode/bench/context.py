@@ -12,15 +12,42 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dcode.bench.common import one_line
 from dcode.context.gather import gather_context
 from dcode.context.index import RepoIndex
 from dcode.edit.targets import resolve_target
-from dcode.errors import InputError
+from dcode.errors import DcodeError, InputError
 
 WARM_RUNS = 3
+
+
+@dataclass
+class TokenCounter:
+    """How the context budget counts tokens, and what the table says about it."""
+
+    count: Callable[[str], int]
+    source: str
+
+
+def estimated_tokens(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+def model_token_counter(model: str | None) -> TokenCounter:
+    """The model's tokenizer; when the model does not load, an estimate of 4 characters a token
+    that the table names, with the reason (the budget, and so the chunks, then differ)."""
+    from dcode.model.loader import load_model
+
+    try:
+        loaded = load_model(model, device="cpu")
+    except DcodeError as err:
+        return TokenCounter(estimated_tokens, f"estimated as characters / 4 + 1, as the model did not load: {one_line(err)}")
+    tok = loaded.tokenizer
+    return TokenCounter(lambda text: len(tok.encode(text)), f"{loaded.name}'s tokenizer")
 
 
 def _pick_targets(index: RepoIndex, count: int) -> list[str]:
@@ -47,7 +74,7 @@ def _p95(samples: list[float]) -> float:
 
 def run_context_bench(
     root: Path,
-    count_tokens: Callable[[str], int],
+    tokens: TokenCounter,
     budget_tokens: int = 2048,
     targets: int = 20,
     progress: Callable[[int, int], None] | None = None,
@@ -74,7 +101,7 @@ def run_context_bench(
                 started = time.perf_counter()
                 target = resolve_target(spec, root)
                 resolved = time.perf_counter()
-                result = gather_context(target, index, budget_tokens, count_tokens)
+                result = gather_context(target, index, budget_tokens, tokens.count)
                 done = time.perf_counter()
             except InputError as exc:
                 failures.append(f"{spec}: {exc}")
@@ -93,6 +120,7 @@ def run_context_bench(
         "warm_index_runs_s": warm_runs,
         "targets": len(assemble_ms),
         "budget_tokens": budget_tokens,
+        "tokens_counted_by": tokens.source,
         "resolve_mean_ms": statistics.fmean(resolve_ms) if resolve_ms else 0.0,
         "assembly_mean_ms": statistics.fmean(assemble_ms) if assemble_ms else 0.0,
         "assembly_p95_ms": _p95(assemble_ms),
@@ -116,6 +144,7 @@ def format_bench(d: dict[str, Any]) -> str:
             f"at {d['budget_tokens']} tokens (target < 50 ms)",
         ),
         ("chunks per target", f"{d['chunks_mean']:.1f} mean"),
+        ("tokens counted by", d["tokens_counted_by"]),
     ]
     width = max(len(name) for name, _ in rows)
     lines = [f"{name.ljust(width)}  {value}" for name, value in rows]

@@ -5,6 +5,10 @@ agreement), end to end (`dcode fill/write/refine/complete` as subprocesses, and 
 error), speed (schedules of the shipped models, torch.compile / CUDA graphs at bucketed shapes),
 the 7B-class denoising step against the memory-bandwidth floor, and training throughput / MFU.
 
+Each section has a status: `ok` (it ran; every check passed and every target it could measure
+was met), `missed` (a timing target was not met; its line says which), `fail` (a check failed),
+`error` (the section raised) or `skipped` (with the reason).
+
 A device is lent for minutes at a time, so: each section is guarded (a failure is recorded with
 its one-line error and the rest still runs), a time budget skips and records what no longer fits,
 and the JSON is rewritten after every section, so a run cut short still leaves its results.

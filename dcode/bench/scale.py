@@ -15,12 +15,12 @@ import time
 
 import torch
 
-from dcode.bench.common import BenchContext, time_ms
+from dcode.bench.common import BenchContext, met_word, target_status, time_ms
 from dcode.model.config import ModelConfig, read_config_json
 from dcode.model.paths import shipped_weights_root
 from dcode.model.transformer import Transformer
 from dcode.train.objective import MixConfig, TokenInfo, corrupt, diffusion_loss
-from dcode.train.run import TrainConfig, _to, make_optimizer, peak_flops, train_flops_per_token
+from dcode.train.run import TrainConfig, _to, device_peak, make_optimizer, train_flops_per_token
 
 FLOOR_TARGET = 1.3  # a cached 7B step within this factor of the bandwidth floor
 MFU_TARGET = 0.40
@@ -86,7 +86,7 @@ def step_7b_section(ctx: BenchContext) -> tuple[dict, list[str]]:
         rows = step_rows(net, cfg, ctx, canvases, floor_ms)
     del net
     middle = rows[len(rows) // 2]
-    result = {"status": "ok", "shape": "quick" if ctx.quick else "DiffuCoder-7B / Dream-7B",
+    result = {"status": target_status([r["met"] for r in rows]), "shape": "quick" if ctx.quick else "DiffuCoder-7B / Dream-7B",
               "dtype": str(dtype).removeprefix("torch."), "params": cfg.num_parameters(), "weight_bytes_read": weights,
               "copy_bandwidth_gb_s": round(bandwidth / 1e9, 1), "active": ACTIVE, "rows": rows,
               "projection": projected(ctx, middle["cached_ms"])}
@@ -94,7 +94,7 @@ def step_7b_section(ctx: BenchContext) -> tuple[dict, list[str]]:
              f"copy bandwidth {bandwidth / 1e9:.0f} GB/s",
              f"  {'canvas':>6} {'cached ms':>10} {'full ms':>9} {'floor ms':>9} {'ratio':>6}  target <= {FLOOR_TARGET}"]
     lines += [f"  {r['canvas']:6d} {r['cached_ms']:10.3f} {r['full_ms']:9.3f} {r['floor_ms']:9.3f} {r['ratio']:6.2f}  "
-              f"{'met' if r['met'] else 'NOT met'}" for r in rows]
+              f"{met_word(r['met'])}" for r in rows]
     p = result["projection"]
     lines.append(f"  projection: skipped: {p['skipped']}" if "skipped" in p else
                  f"  projected {result['shape']}: {p['tokens_per_forward']:.2f} tokens/forward x {1000 / p['ms_per_step']:.1f} steps/s "
@@ -150,11 +150,11 @@ def train_throughput(mcfg: ModelConfig, ctx: BenchContext, seq_len: int, batch: 
         step(i)
     ctx.sync()
     tok_s = batch * seq_len * steps / (time.perf_counter() - start)
-    peak = peak_flops(dev)
-    mfu = tok_s * train_flops_per_token(mcfg, seq_len) / peak if peak else None
+    peak = device_peak(dev)
+    mfu = tok_s * train_flops_per_token(mcfg, seq_len) / peak.flops if peak.flops else None
     return {"params": mcfg.num_parameters(), "seq_len": seq_len, "batch": batch, "steps": steps,
             "warmup_compile_s": round(warm_s, 1), "tokens_per_s": round(tok_s), "mfu": round(mfu, 4) if mfu else None,
-            "met": mfu >= MFU_TARGET if mfu else None}
+            "peak": peak.label, "met": mfu >= MFU_TARGET if mfu else None}
 
 
 def training_section(ctx: BenchContext) -> tuple[dict, list[str]]:
@@ -175,7 +175,8 @@ def training_section(ctx: BenchContext) -> tuple[dict, list[str]]:
         r = runs[name] = train_throughput(shape, ctx, seq_len, batch, steps)
         mfu = f"{r['mfu']:6.1%}" if r["mfu"] is not None else f"{'-':>6}"
         lines.append(f"  {name:<12} {r['params'] / 1e6:7.1f}M {f'{seq_len} x {batch}':>12} {r['tokens_per_s']:10,d} {mfu} "
-                     f"{r['warmup_compile_s']:9.1f}  {'' if r['met'] is None else 'met' if r['met'] else 'NOT met'}")
+                     f"{r['warmup_compile_s']:9.1f}  {met_word(r['met'])}")
         if ctx.device.type == "cuda":
             torch.cuda.empty_cache()
-    return {"status": "ok", "runs": runs}, lines
+    lines.append(f"  {device_peak(ctx.device).note}")
+    return {"status": target_status([r.get("met") for r in runs.values()]), "runs": runs}, lines

@@ -17,6 +17,7 @@ from dcode import __version__
 from dcode.cli.bench import bench_app
 from dcode.cli.errors import user_errors
 from dcode.cli.options import (
+    BestOfOpt,
     BlockOpt,
     DeviceOpt,
     DiffOpt,
@@ -45,7 +46,7 @@ app = typer.Typer(
     name="dcode",
     help="A coding assistant on a local diffusion model: fill holes, write functions, refine in place. "
     "Run `dcode` alone for the interactive session.",
-    add_completion=False,
+    add_completion=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
@@ -94,13 +95,14 @@ def _propose_command(mode: str, summary: str, target_help: str):
         threshold: ThresholdOpt = None, tokens_per_step: PerStepOpt = None, steps: StepsOpt = None,
         block_size: BlockOpt = None, max_tokens: MaxTokOpt = None, temperature: TempOpt = None,
         seed: SeedOpt = None, no_cache: NoCacheOpt = False, instruction: InstructionOpt = None,
+        best_of: BestOfOpt = None,
     ) -> None:
         from dcode.cli.propose import run_propose
 
         flags = ctx_flags(ctx, model=model, device=device, dtype=dtype, threshold=threshold,
                            tokens_per_step=tokens_per_step, steps=steps, block_size=block_size,
                            max_tokens=max_tokens, temperature=temperature, seed=seed,
-                           cache=False if no_cache else None)
+                           cache=False if no_cache else None, best_of=best_of)
         run_propose(target, mode, flags, yes=yes, diff_only=diff, json_out=json_out, live=not no_live,
                     instruction=instruction)
 
@@ -228,7 +230,7 @@ def serve(
     idle_unload: Annotated[Optional[float], typer.Option("--idle-unload", help="Free the model after this many idle seconds.")] = None,
     max_body: Annotated[int, typer.Option("--max-body", help="Largest request body in bytes.")] = 4 * 2**20,
     allow_origin: Annotated[Optional[list[str]], typer.Option("--allow-origin", help="Accept browser requests from this Origin (repeatable); others are refused.")] = None,
-    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the model (default: cores - 1, at most 4; or DCODE_THREADS).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the model (default: the cores free when it loads, at most 4; or DCODE_THREADS).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", help="Log every request on stderr.")] = False,
     model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
 ) -> None:
@@ -239,6 +241,19 @@ def serve(
     code = user_errors(run_server)(host, port, flags, token, idle_unload, max_body, explicit_host=host is not None,
                                    verbose=verbose, allow_origins=tuple(allow_origin or ()))
     raise typer.Exit(code or 0)
+
+
+@app.command()
+def lsp(
+    ctx: typer.Context,
+    tcp: Annotated[Optional[int], typer.Option("--tcp", min=1, max=65535, help="Listen on 127.0.0.1:PORT instead of stdin/stdout (for debugging).")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="CPU threads for the model (default: the cores free when it loads, at most 4; or DCODE_THREADS).")] = None,
+    model: ModelOpt = None, device: DeviceOpt = None, dtype: DtypeOpt = None,
+) -> None:
+    """Language server for editors (LSP on stdio): inline completion, completion, and fill/write/refine code actions."""
+    from dcode.lsp import run_lsp
+
+    user_errors(run_lsp)(ctx_flags(ctx, model=model, device=device, dtype=dtype, threads=threads), tcp)
 
 
 @app.command()

@@ -12,29 +12,22 @@ import typer
 from dcode.cli import session
 from dcode.cli.errors import user_errors
 from dcode.cli.options import DeviceOpt, DtypeOpt, ModelOpt, ctx_flags
-from dcode.errors import DcodeError, InputError
+from dcode.errors import InputError
 
-bench_app = typer.Typer(help="Benchmarks that print figures (context assembly, decoding speed).", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that print figures (context assembly, decoding speed, speed under CPU contention).", no_args_is_help=True)
 
 
 @user_errors
 def run_bench_context(path: Path | None) -> None:
     import sysconfig
 
-    from dcode.bench.context import format_bench, run_context_bench
+    from dcode.bench.context import format_bench, model_token_counter, run_context_bench
 
     root = path or Path(sysconfig.get_paths()["stdlib"])
     if not root.is_dir():
         raise InputError(f"{root}: not a directory")
     settings = session.settings_for({})
-    try:
-        from dcode.model.loader import load_model
-
-        tok = load_model(settings.model, device="cpu").tokenizer
-        count = lambda s: len(tok.encode(s))  # noqa: E731
-    except DcodeError:
-        count = lambda s: len(s) // 4 + 1  # noqa: E731
-    sys.stdout.write(format_bench(run_context_bench(root, count)) + "\n")
+    sys.stdout.write(format_bench(run_context_bench(root, model_token_counter(settings.model))) + "\n")
 
 
 @user_errors
@@ -43,6 +36,17 @@ def run_bench_speed(flags: dict, limit: int) -> None:
 
     settings = session.settings_for(flags)
     sys.stdout.write(run_speed_bench(session.load_local(settings, "bench speed"), limit) + "\n")
+
+
+@user_errors
+def run_bench_contention(flags: dict, runs: int) -> None:
+    from dcode.bench.contention import FILL_TOKENS, format_contention, run_contention_bench
+
+    settings = session.settings_for(flags)
+    model = session.load_local(settings, "bench contention")
+    options = settings.decode_options(max_tokens=min(settings.max_tokens, FILL_TOKENS))
+    timings = run_contention_bench(model, options, settings.threads, runs)
+    sys.stdout.write(format_contention(model.name, timings) + "\n")
 
 
 @bench_app.command("context")
@@ -66,6 +70,19 @@ def bench_complete(
     user_errors(run_bench_complete)(ctx_flags(ctx, model=model, device=device), runs)
 
 
+@bench_app.command("lsp")
+def bench_lsp(
+    ctx: typer.Context,
+    runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="Timed requests of each kind.")] = 20,
+    model: ModelOpt = None, device: DeviceOpt = None,
+) -> None:
+    """Inline completion latency through `dcode lsp` (model warm), p50/p90, next to `dcode complete`
+    through `dcode serve` for the same request."""
+    from dcode.bench.lsp import run_bench_lsp
+
+    user_errors(run_bench_lsp)(ctx_flags(ctx, model=model, device=device), runs)
+
+
 @bench_app.command("speed")
 def bench_speed(
     ctx: typer.Context,
@@ -75,6 +92,18 @@ def bench_speed(
     """Decoding speed per schedule (1 token/pass, k/pass, thresholds) with exact match, and on CUDA
     a 7B-shape forward step against the memory-bandwidth floor."""
     run_bench_speed(ctx_flags(ctx, model=model, device=device, dtype=dtype), limit)
+
+
+@bench_app.command("contention")
+def bench_contention(
+    ctx: typer.Context,
+    runs: Annotated[int, typer.Option("--runs", "-n", min=1, help="Timed fills in each condition.")] = 3,
+    threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the model (default: the cores free when each condition starts; or DCODE_THREADS).")] = None,
+    model: ModelOpt = None, device: DeviceOpt = None,
+) -> None:
+    """A fill on a quiet machine, then beside a busy loop that keeps one core busy; the target is
+    no worse than 2x quiet."""
+    run_bench_contention(ctx_flags(ctx, model=model, device=device, threads=threads), runs)
 
 
 @bench_app.command("gpu")

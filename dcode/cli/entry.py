@@ -14,6 +14,9 @@ if TYPE_CHECKING:  # typer (and click) load only once the thin client has not an
 
 def main() -> None:
     """Console-script entry: user errors become one line on stderr and an exit code."""
+    from dcode.model.threads import quiet_waiting
+
+    quiet_waiting()  # before anything can import torch
     if sys.argv[1:2] == ["complete"]:  # editors call this per keystroke: skip typer when a server answers
         from dcode.server.client import thin_complete
 

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 Int8Opt = Annotated[Optional[bool], typer.Option("--int8/--no-int8", help="int8 weights on the GPU (Dream/LLaDA).")]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory or name: shipped (dcode-small) or pulled (see `dcode models`). Default: $DCODE_MODEL, else the shipped model.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory or name: shipped (dcode-small) or pulled (see `dcode models`). Default: $DCODE_MODEL, else dcode-small once its base is pulled, else dcode-mini.")]
 DeviceOpt = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 DtypeOpt = Annotated[Optional[str], typer.Option("--dtype", help="auto, float32, bfloat16 or float16.")]
 ThresholdOpt = Annotated[Optional[float], typer.Option("--threshold", help="Commit every slot at least this confident per pass.")]
@@ -17,6 +17,7 @@ BlockOpt = Annotated[Optional[int], typer.Option("--block-size", help="Denoise i
 MaxTokOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Longest the hole may grow.")]
 TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
+BestOfOpt = Annotated[Optional[int], typer.Option("--best-of", help="Anchored models (dcode-small): candidate endings the suffix chooses from (1 = greedy).")]
 InstructionOpt = Annotated[Optional[str], typer.Option(
     "--instruction", "-i", help="What the code should do. Instruct models (Dream/LLaDA family) read it in "
     "their chat template; others as a comment above the hole (not written to the file).")]

@@ -18,10 +18,12 @@ from dcode.errors import InputError
 def run_context(spec: str, json_out: bool, flags: dict) -> None:
     """The context `dcode fill` would gather for `spec`, budgeted with the model it would use
     (the server's with an endpoint: its context length and its tokens)."""
-    from dcode.context.result import format_context
-    from dcode.workflow import Request, context_for, resolve
-
     settings = session.settings_for(flags)
+    session.check_model(settings)
+    session.check_target(spec)
+    from dcode.context.result import format_context
+    from dcode.workflow import Request, context_for, resolve  # imports torch
+
     model = session.load(settings)
     target = resolve(Request(spec))
     _, result = context_for(target, model, settings, progress=session.index_progress())
@@ -31,9 +33,10 @@ def run_context(spec: str, json_out: bool, flags: dict) -> None:
 
 @user_errors
 def run_info(flags: dict, json_out: bool) -> None:
-    from dcode.model.info import describe, readable
-
     settings = session.settings_for(flags)
+    session.check_model(settings)
+    from dcode.model.info import describe, readable  # imports torch
+
     facts = (session.load(settings).facts() if settings.endpoint
              else describe(settings.model, settings.device, settings.dtype))
     if json_out:

@@ -14,13 +14,12 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
-from rich.live import Live
-from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.text import Text
 
-from dcode.edit.files import newline_style
 from dcode.model.console import plain_terminal, stderr_console, stdout_console
+
+# Every start imports this module (an error is printed through `err_console`), so what only a diff
+# or the live view needs (pygments, Rich's Live and Panel) is imported where it is used.
 
 if TYPE_CHECKING:  # all three import torch; the CLI's start-up should not
     from dcode.diffusion.sampler import HoleState
@@ -84,6 +83,8 @@ def render_diff(console: Console, diff: str, highlights: list) -> None:
     if console.no_color or not console.is_terminal:
         console.print(diff, end="", markup=False, highlight=False)
         return
+    from rich.syntax import Syntax
+
     syntax = Syntax(diff, "diff", theme="ansi_dark", background_color="default", word_wrap=False)
     for start, end in highlights:
         syntax.stylize_range(UNCERTAIN_STYLE, start, end)
@@ -115,12 +116,49 @@ def hole_text(tokenizer: Tokenizer, state: HoleState, low: float) -> Text:
 
 
 @contextmanager
+def keys_not_echoed(console: Console):
+    """While a live view is drawn, the terminal echoes no keys and keeps what was written when
+    Ctrl-C is pressed: an echoed `^C` after the panel's last column wraps to a new line, and a
+    flushed half-written frame leaves the cursor where Rich does not expect it; either way the
+    clean-up that follows misses the panel's top border."""
+    try:
+        import termios
+    except ImportError:  # not a POSIX terminal: nothing to quieten
+        yield
+        return
+    try:
+        fd = console.file.fileno()
+        saved = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):  # not a terminal after all
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] = (quiet[3] & ~(termios.ECHO | termios.ECHOCTL)) | termios.NOFLSH
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
+
+
+@contextmanager
+def live_screen(console: Console):
+    """A transient Rich `Live` on `console` that leaves the terminal clean, Ctrl-C included."""
+    from rich.live import Live
+
+    with keys_not_echoed(console), Live(console=console, refresh_per_second=20, transient=True) as live:
+        yield live
+
+
+@contextmanager
 def live_view(console: Console, tokenizer: Tokenizer, enabled: bool, low: float, title: str):
     """Yields an `update(state)` callback; renders the hole live when enabled."""
     if not enabled:
         yield lambda state: None
         return
-    with Live(console=console, refresh_per_second=20, transient=True) as live:
+    from rich.panel import Panel
+
+    with live_screen(console) as live:
 
         def update(state: HoleState) -> None:
             stats = state.stats
@@ -133,6 +171,7 @@ def live_view(console: Console, tokenizer: Tokenizer, enabled: bool, low: float,
 def proposal_view(proposal: Proposal, tokenizer: Tokenizer, settings) -> tuple[str, list, list[int]]:
     """(diff, highlight ranges, uncertain line numbers in the new file)."""
     from dcode.edit.change import numbered_diff
+    from dcode.edit.files import newline_style
 
     text = proposal.original_text()
     new = proposal.new_text(text)

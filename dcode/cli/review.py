@@ -120,28 +120,32 @@ def ask_lines(proposal: Proposal, ui: ReviewUI) -> tuple[int, int] | None:
                            lambda answer: proposal.fill_lines(text, session.parse_line_range(answer, "lines")))
 
 
-def report_applied(written: list[tuple[FileEdit, str]], hunks: set[int] | None, tell: Callable[[str], None]) -> None:
-    """Say what was written, and warn about each file that no longer parses."""
+def report_applied(written: list[tuple[FileEdit, str]], hunks: set[int] | None, tell: Callable[[str], None]) -> bool:
+    """Say what was written, and warn about each file that no longer parses (then True)."""
     from dcode.context.languages import detect_language
     from dcode.workflow import keeps_parsing
 
     what = "" if hunks is None else f"hunk{'s' if len(hunks) > 1 else ''} {','.join(map(str, sorted(hunks)))} "
     names = ", ".join(edit.rel_path for edit, _ in written)
     tell(f"applied {what}to {names} (`dcode undo` restores {'them' if len(written) > 1 else 'it'})")
-    for edit, old in written:
-        if not keeps_parsing(old, edit.new_text, detect_language(edit.path, edit.new_text)):
-            tell(f"warning: {edit.rel_path} does not parse after this change (`dcode undo` restores it)")
+    broken = [edit for edit, old in written
+              if not keeps_parsing(old, edit.new_text, detect_language(edit.path, edit.new_text))]
+    for edit in broken:
+        tell(f"warning: {edit.rel_path} does not parse after this change (`dcode undo` restores it)")
+    return bool(broken)
 
 
 def accept_pending(pending: Proposal | Change, hunks: set[int] | None, tell: Callable[[str], None]) -> list[Path]:
     """Apply the pending change (or the chosen hunks of it), drop it, say so; the files written."""
     from dcode.edit.change import apply_change
-    from dcode.edit.proposal import clear_pending
+    from dcode.edit.proposal import Proposal, clear_pending
 
     change = as_change(pending)
     written = apply_change(change, hunks)
     clear_pending(change.root)
-    report_applied(written, hunks, tell)
+    warned = report_applied(written, hunks, tell)
+    if isinstance(pending, Proposal) and pending.problem and not warned:  # applied on the user's word
+        tell(f"warning: applied although the proposal {pending.problem} (`dcode undo` restores it)")
     return [edit.path for edit, _ in written]
 
 
@@ -166,19 +170,16 @@ def edit_text(text: str, suffix: str) -> str:
 
 def edit_proposal(proposal: Proposal, tokenizer=None) -> Proposal:
     """The proposal with its fill as the user leaves it in their editor, checked as model output
-    is (it must parse). With a tokenizer it gets token ids, so that refine can work on it; the
+    is (`dcode.workflow.verify`). With a tokenizer it gets token ids, so that refine can work on it; the
     user's own text counts as certain."""
-    from dcode.context.languages import detect_language
-    from dcode.workflow import check_parse
+    from dcode.workflow import hole_target, verify
 
     text = proposal.original_text()
     fill = edit_text(proposal.fill, Path(proposal.rel_path).suffix)
     ids = tokenizer.encode(fill) if tokenizer is not None else []
     edited = dataclasses.replace(proposal, fill=fill, token_ids=ids, confidences=[1.0] * len(ids), parses=True,
                                  problem=None, notes=list(proposal.notes))
-    check_parse(edited, text, detect_language(proposal.path, text))
-    if edited.problem:
-        edited.notes.append(f"the edited text {edited.problem}")
+    verify(edited, hole_target(proposal, text))
     return edited
 
 

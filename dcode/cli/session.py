@@ -59,17 +59,39 @@ def settings_for(flags: dict[str, Any]):
     return settings
 
 
+def check_model(settings) -> None:
+    """Refuse a model name or directory that does not exist before anything heavy loads (torch
+    takes seconds to import; a typo should not)."""
+    if not settings.endpoint:
+        from dcode.model.paths import resolve_model_dir
+
+        resolve_model_dir(settings.model)
+
+
+def check_target(spec: str) -> None:
+    """Refuse a target that cannot be filled (no such file, binary, too large, not text in its
+    encoding, a line or symbol it does not have) before anything heavy loads. Reading and
+    parsing a file takes milliseconds; the model is found and loaded after."""
+    from dcode.edit.targets import resolve_target
+
+    resolve_target(spec)
+
+
 def load(settings):
-    """The model: on the configured server (`endpoint`), else loaded here, with a spinner on
-    stderr (loading can take seconds)."""
+    """The model: on the configured server (`endpoint`), else loaded here on the threads the
+    settings ask for (else the cores free now), with a spinner on stderr (loading can take
+    seconds)."""
     if settings.endpoint:
         from dcode.remote.model import connect
 
         with err_console.status(f"connecting to {settings.endpoint}…", spinner="dots"):
             return connect(settings)
+    check_model(settings)
     from dcode.model.loader import load_model
+    from dcode.model.threads import use_threads
 
     with err_console.status("loading model…", spinner="dots"):
+        use_threads(settings.threads)
         return load_model(settings.model, device=settings.device, dtype=settings.dtype, int8=settings.int8)
 
 

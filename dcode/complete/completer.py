@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from dcode.complete.request import (
     MAX_REQUEST_BYTES, REMASK_CONFIDENCE, InfillRequest, parse_draft, parse_request, refine_target,
 )
-from dcode.complete.response import committed_text, error_response, generation_settings, infill_response
+from dcode.complete.response import PromptTime, committed_text, error_response, generation_settings, infill_response
 from dcode.errors import DcodeError, InputError, ModelError, out_of_memory
 
 if TYPE_CHECKING:  # both import torch: only when a model runs
@@ -27,6 +27,7 @@ def repo_context(filename: str, prefix: str, suffix: str, model, budget: int) ->
     from dcode.context.gather import gather_context
     from dcode.context.index import RepoIndex, find_repo_root
     from dcode.edit.targets import target_in_text
+    from dcode.workflow import generator
 
     path = Path(filename).expanduser()
     if not path.parent.is_dir():
@@ -38,7 +39,7 @@ def repo_context(filename: str, prefix: str, suffix: str, model, budget: int) ->
         rel = path.name
     target = target_in_text(path, prefix + suffix, len(prefix))
     index = RepoIndex.open(root)
-    result = gather_context(target, index, budget, lambda s: len(model.tokenizer.encode(s)))
+    result = gather_context(target, index, budget, generator(model).count_tokens)  # a server's model: its tokens
     return rel, [(c.path, c.text) for c in result.chunks]
 
 
@@ -47,13 +48,6 @@ def tokens_cached(model) -> int:
     `cache_prompt`). Only a causal-context model has them: under bidirectional attention a shared
     prefix's keys/values change with everything after it, so no reuse would be exact."""
     return model.prefix_cache.reused if model.config.causal_context else 0
-
-
-def threads_for(setting: int | None) -> int:
-    """Torch's intra-op threads: the setting, else one core left free for the editor and the rest
-    of the machine, at most 4 (the small models gain nothing past that, and more threads than
-    idle cores make every pass wait for the slowest)."""
-    return setting or max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 class Completer:
@@ -68,11 +62,10 @@ class Completer:
 
     def ensure_model(self):
         if self.model is None:
-            import torch
-
             from dcode.model.loader import load_model
+            from dcode.model.threads import use_threads
 
-            torch.set_num_threads(threads_for(self.settings.threads))
+            use_threads(self.settings.threads)
             self.model = load_model(self.settings.model, device=self.settings.device, dtype=self.settings.dtype,
                                     int8=self.settings.int8)
         return self.model
@@ -152,15 +145,18 @@ class Completer:
         if options.max_tokens == 0:
             # llama.cpp clients send n_predict 0 to warm the server up: load, generate nothing.
             return infill_response(model, request, options, None, 0, False, 0)
+        started = time.perf_counter()
         path, context = self._where(request, model, options)
         kwargs = dict(path=path, context=context, instruction=request.instruction)
         prompt = build_prompt(model, request.prefix, request.suffix, reserve=options.max_tokens, **kwargs)
+        prompt_time, encoded = PromptTime(prepare_s=time.perf_counter() - started), model.prefix_cache.compute_s
         cached = None
         for item in infill_stream(model, request.prefix, request.suffix, options=options, **kwargs):
             cached = cached if cached is not None else tokens_cached(model)  # read by the first pass
             if isinstance(item, Completion):
+                prompt_time.encode_s = model.prefix_cache.compute_s - encoded
                 return infill_response(model, request, options, item, *self._prompt_size(model, request, prompt),
-                                       cached or 0)
+                                       cached or 0, prompt_time)
             if on_text is not None and not on_text(committed_text(model.tokenizer, item, prompt, request.stops)):
                 return None
         raise AssertionError("infill_stream ends with a Completion")
@@ -182,13 +178,16 @@ class Completer:
         if target.positions:  # the marked tokens (one piece may have become several) are the k to re-mask
             remask = sum(c == REMASK_CONFIDENCE for c in draft.confidences)
         options = self._options(request)
+        started = time.perf_counter()
         path, context = self._where(request, model, options)
-        result = refine(model, request.prefix, request.suffix, draft, remask=remask, lines=target.lines, path=path,
-                        context=context, options=options, instruction=request.instruction)
         prompt = build_prompt(model, request.prefix, request.suffix, path=path, context=context,
                               reserve=len(draft.token_ids) + options.max_tokens, instruction=request.instruction)
+        prompt_time, encoded = PromptTime(prepare_s=time.perf_counter() - started), model.prefix_cache.compute_s
+        result = refine(model, request.prefix, request.suffix, draft, remask=remask, lines=target.lines, path=path,
+                        context=context, options=options, instruction=request.instruction)
+        prompt_time.encode_s = model.prefix_cache.compute_s - encoded
         return infill_response(model, request, options, result, *self._prompt_size(model, request, prompt),
-                               tokens_cached(model))
+                               tokens_cached(model), prompt_time)
 
     def _draft(self, draft: Any, model, positions: list[int] | None) -> Completion:
         from dcode.diffusion.engine import Completion

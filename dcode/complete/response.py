@@ -3,6 +3,7 @@ errors, and `dcode complete`'s exit status (see `dcode.complete`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # they import torch: only when a model runs
@@ -58,8 +59,18 @@ def generation_settings(model: LoadedModel, options: DecodeOptions, stops: list[
     }
 
 
+@dataclass
+class PromptTime:
+    """Where a request's prompt time went (llama.cpp's `prompt_ms`): gathering the context and
+    tokenizing the prompt before the passes, and computing the context's keys/values, which a
+    causal-context model (dcode-small) does once, in its first pass."""
+
+    prepare_s: float = 0.0
+    encode_s: float = 0.0  # inside the passes' wall time, so it comes out of `predicted_ms`
+
+
 def infill_response(model: LoadedModel, request: InfillRequest, options: DecodeOptions, result: Completion | None,
-                    prompt_n: int, truncated: bool, cached: int) -> dict:
+                    prompt_n: int, truncated: bool, cached: int, prompt_time: PromptTime | None = None) -> dict:
     """The whole answer; `result` None for a warm-up that generated nothing."""
     from dcode.diffusion.engine import has_chat_template
 
@@ -69,6 +80,7 @@ def infill_response(model: LoadedModel, request: InfillRequest, options: DecodeO
     spans = [(s, min(e, len(text))) for s, e in tok.char_spans(ids) if s < len(text)]
     ids, conf = ids[: len(spans)], (result.confidences[: len(spans)] if result else [])
     passes = result.stats.forward_passes if result else 0
+    prompt_time = prompt_time or PromptTime()
     wall_ms = result.stats.wall_s * 1000 if result else 0.0
     limited = result is not None and not word and len(result.token_ids) >= options.max_tokens
     return {
@@ -76,7 +88,8 @@ def infill_response(model: LoadedModel, request: InfillRequest, options: DecodeO
         "tokens_cached": cached, "truncated": truncated, "stop": True,
         "stop_type": "word" if word else "limit" if limited else "eos", "stopping_word": word,
         "generation_settings": generation_settings(model, options, request.stops, False),
-        "timings": timings(prompt_n, len(ids), wall_ms, passes),
+        "timings": timings(prompt_n, len(ids), max(0.0, wall_ms - prompt_time.encode_s * 1000), passes,
+                           (prompt_time.prepare_s + prompt_time.encode_s) * 1000),
         "model": model.name,
         "truncated_by_deadline": bool(result and result.deadline_hit),
         "dcode": {"token_ids": ids, "spans": [list(s) for s in spans],
@@ -85,11 +98,13 @@ def infill_response(model: LoadedModel, request: InfillRequest, options: DecodeO
     }
 
 
-def timings(prompt_n: int, predicted_n: int, predicted_ms: float, forward_passes: int) -> dict:
-    """llama.cpp's timings. A diffusion pass reads the prompt and writes the hole together, so
-    all the time is `predicted_ms` and the prompt's share is 0 ms."""
+def timings(prompt_n: int, predicted_n: int, predicted_ms: float, forward_passes: int, prompt_ms: float = 0.0) -> dict:
+    """llama.cpp's timings: `prompt_ms` as `PromptTime` measures it (0 when it was not measured:
+    a remote model's), `predicted_ms` the denoising passes."""
     return {
-        "prompt_n": prompt_n, "prompt_ms": 0.0, "prompt_per_token_ms": 0.0, "prompt_per_second": 0.0,
+        "prompt_n": prompt_n, "prompt_ms": round(prompt_ms, 3),
+        "prompt_per_token_ms": round(prompt_ms / prompt_n, 3) if prompt_n else 0.0,
+        "prompt_per_second": round(prompt_n * 1000 / prompt_ms, 3) if prompt_ms else 0.0,
         "predicted_n": predicted_n, "predicted_ms": round(predicted_ms, 3),
         "predicted_per_token_ms": round(predicted_ms / predicted_n, 3) if predicted_n else 0.0,
         "predicted_per_second": round(predicted_n * 1000 / predicted_ms, 3) if predicted_ms else 0.0,

@@ -29,7 +29,16 @@ def fit_text(text: str, budget: int, count_tokens: CountTokens, keep: str) -> tu
     def take(n: int) -> str:
         return "".join(lines[-n:] if keep == "end" else lines[:n]) if n else ""
 
-    low, high, best = 1, len(lines), (0, "", 0)
+    kept, text, tokens = most_that_fit(take, len(lines), budget, count_tokens)
+    if kept:
+        return text, tokens
+    return _fit_chars(lines[-1] if keep == "end" else lines[0], budget, count_tokens, keep)
+
+
+def most_that_fit(take: Callable[[int], str], most: int, budget: int, count_tokens: CountTokens) -> tuple[int, str, int]:
+    """(n, take(n), its tokens) for the largest n <= `most` whose text fits `budget` tokens; n is
+    0 when not even take(1) fits. Binary search: take(n) must grow with n."""
+    low, high, best = 1, most, (0, "", 0)
     while low <= high:
         mid = (low + high) // 2
         candidate = take(mid)
@@ -38,9 +47,7 @@ def fit_text(text: str, budget: int, count_tokens: CountTokens, keep: str) -> tu
             best, low = (mid, candidate, tokens), mid + 1
         else:
             high = mid - 1
-    if best[0]:
-        return best[1], best[2]
-    return _fit_chars(lines[-1] if keep == "end" else lines[0], budget, count_tokens, keep)
+    return best
 
 
 def _fit_chars(line: str, budget: int, count_tokens: CountTokens, keep: str) -> tuple[str, int]:

@@ -25,8 +25,12 @@ time), times a locality factor: 2 if its file is imported by the target file, 1.
 is not a test. The scope chain and imports score above any definition because they are tiny and
 always relevant; sibling signatures sit below a direct use.
 
-Chunks are taken greedily by score; a chunk that does not fit is tried again as a signature-only
-summary, then dropped. Every cut is recorded: `dropped`, `truncated` and `notes` say what was lost.
+Chunks are taken in score order (`selection`): a definition that does not fit whole is tried as a
+signature-only summary, the imports keep as many statements as fit (those the code around the
+hole uses first), and a chunk that does not fit at all is dropped. An imported name is looked up
+where its import says it comes from (`imports`): a name from a module outside the repository is
+not any same-named definition here. Every cut is recorded: `dropped`, `truncated` and `notes` say
+what was lost.
 """
 
 from __future__ import annotations
@@ -35,32 +39,31 @@ import builtins
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import tree_sitter
 
-from dcode.context.budget import CHARS_PER_TOKEN_MAX, CountTokens, fit_text
+from dcode.context.budget import CountTokens, fit_text
 from dcode.context.definitions import signature_of
 from dcode.context.identifiers import attribute_receiver, identifier_nodes, identifier_role, import_modules, import_nodes
+from dcode.context.imports import ImportedNames, bound_names
 from dcode.context.index import RepoIndex
 from dcode.context.languages import PLAIN_TEXT
 from dcode.context.outline import Definition, Import, definition_records
 from dcode.context.parsed import ParsedFile
 from dcode.context.ranking import NameUse, can_refer, is_test_path, locality
+from dcode.context.selection import Candidate, select
 # Front ends import format_context from here, beside gather_context whose result it reports.
-from dcode.context.result import Chunk, ContextResult
+from dcode.context.result import ContextResult
 from dcode.context.summary import definition_summary, indent_at
 from dcode.context.syntax import CLASS_LIKE, FUNCTION_LIKE, node_text
 from dcode.context.target import Target, indent_unit
 
 LOCAL_SHARE = 0.6  # of the budget, guaranteed to the file's own prefix/suffix (see module docstring)
 PREFIX_SHARE = 0.7  # of the local share: code before the hole says more than code after it
-MAX_CHUNK_SHARE = 0.4  # one chunk may not take more of the chunk budget than this in full form
 NEAR_LINES = 30
 MAX_NAMES = 60  # identifiers looked up per target, the heaviest first
 MAX_DEFS_PER_NAME = 3
-MAX_DROPPED_RECORDED = 40
 MAX_CANDIDATES = 120  # the best-scored candidates considered at all
 
 SCORE_SCOPE = 100.0
@@ -74,17 +77,6 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # --------------------------------------------------------------------------------------------
 # Candidates
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Candidate:
-    key: tuple[str, int, int]
-    path: str
-    reason: str
-    score: float
-    forms: Callable[[], list[tuple[str, str]]]  # [(text, reason suffix)], fullest first
-    lines: tuple[int, int] | None = None
-    span: tuple[int, int] | None = None  # bytes of the target file it shows (None: another file)
 
 
 class _Gatherer:
@@ -105,6 +97,8 @@ class _Gatherer:
         self._local_defs: dict[str, list[Definition]] | None = None
         self._target_is_test = is_test_path(self.rel)
         self.unit = "    "
+        self._imports = ImportedNames(self.tree, self.lang, self.rel, index.files if index is not None else {})
+        self._receivers: dict[str, set[str]] = {}  # name -> what it is an attribute of (`random` in `random.x`)
 
     def _relative_path(self) -> str:
         if self.index is not None:
@@ -137,17 +131,17 @@ class _Gatherer:
 
     # -- candidates ----------------------------------------------------------------------------
 
-    def candidates(self, window: tuple[int, int]) -> list[_Candidate]:
+    def candidates(self, window: tuple[int, int]) -> list[Candidate]:
         found = [*self._scope_candidate(window), *self._import_candidate(window)]
         found.extend(self._definition_candidates(window))
         found.extend(self._sibling_candidate(window))
-        unique: dict[tuple[str, int, int], _Candidate] = {}
+        unique: dict[tuple[str, int, int], Candidate] = {}
         for cand in found:
             if cand.key not in unique or unique[cand.key].score < cand.score:
                 unique[cand.key] = cand
         return sorted(unique.values(), key=lambda c: -c.score)
 
-    def _scope_candidate(self, window: tuple[int, int]) -> list[_Candidate]:
+    def _scope_candidate(self, window: tuple[int, int]) -> list[Candidate]:
         headers: list[str] = []
         names: list[str] = []
         text = self.target.text
@@ -164,9 +158,9 @@ class _Gatherer:
         reason = "enclosing scopes: " + " > ".join(names)
         forms = [(full, ""), (signatures, " (signature lines only)")]
         span = (self.offsets.to_byte(self.offsets.line_start(self.target.scopes[0].start)), self.target.start_byte)
-        return [_Candidate((self.rel, -1, -1), self.rel, reason, SCORE_SCOPE, lambda: forms, span=span)]
+        return [Candidate((self.rel, -1, -1), self.rel, reason, SCORE_SCOPE, lambda: forms, span=span)]
 
-    def _import_candidate(self, window: tuple[int, int]) -> list[_Candidate]:
+    def _import_candidate(self, window: tuple[int, int]) -> list[Candidate]:
         if self.tree is None:
             return []
         nodes = [
@@ -178,8 +172,12 @@ class _Gatherer:
         text = "\n".join(node_text(n) for n in nodes) + "\n"
         lines = (nodes[0].start_point[0] + 1, nodes[-1].end_point[0] + 1)
         span = (nodes[0].start_byte, nodes[-1].end_byte)
-        return [_Candidate((self.rel, -2, -2), self.rel, f"imports of {self.rel}", SCORE_IMPORTS,
-                           lambda: [(text, "")], lines, span)]  # fmt: skip
+        # Cut to fit, the statements that import a name the visible code uses go first.
+        seen = {node_text(n) for n in identifier_nodes(self.tree, self.lang, *window)}
+        used = [bool(seen.intersection(bound_names(n, self.lang))) for n in nodes]
+        pieces = [node_text(n) + "\n" for first in (True, False) for n, u in zip(nodes, used) if u == first]
+        return [Candidate((self.rel, -2, -2), self.rel, f"imports of {self.rel}", SCORE_IMPORTS,
+                          lambda: [(text, "")], lines, span, pieces)]
 
     def _inside_function(self, node: tree_sitter.Node) -> bool:
         """Imports local to some other function are that function's business, not the file's."""
@@ -219,10 +217,10 @@ class _Gatherer:
         near_start = chars[max(0, first - 1 - NEAR_LINES)]
         near_end = chars[last + NEAR_LINES] if last + NEAR_LINES < len(chars) else len(text)
         add(self._uses(near_start, target.start) + self._uses(target.end, near_end), _WEIGHT_NEAR, "used near the hole")
-        if self.tree is not None:
-            for node in import_nodes(self.tree, self.lang):
-                _, imported = import_modules(node)
-                add([(name, "use") for name in imported], _WEIGHT_IMPORTED, f"imported by {self.rel}")
+        nodes = import_nodes(self.tree, self.lang) if self.tree is not None else []
+        imported = self._imports.imported_names() if self._imports.resolves else [
+            name for node in nodes for name in import_modules(node)[1]]
+        add([(name, "use") for name in imported], _WEIGHT_IMPORTED, f"imported by {self.rel}")
         for name in bound:  # a local variable, not the definition of that name elsewhere
             if name in uses:
                 uses[name].bare = False
@@ -255,9 +253,11 @@ class _Gatherer:
         for node in identifier_nodes(self.tree, self.lang, b0, b1):
             if node.start_byte in self._definition_names:
                 continue
-            role = identifier_role(node)
-            if role == "attr" and attribute_receiver(node) in _SELF_NAMES:
+            role, receiver = identifier_role(node), None
+            if role == "attr" and (receiver := attribute_receiver(node)) in _SELF_NAMES:
                 role = "self"
+            elif role == "attr":
+                self._receivers.setdefault(node_text(node), set()).add(receiver or "")
             found.append((node_text(node), role))
         return found
 
@@ -283,16 +283,22 @@ class _Gatherer:
             by_name.setdefault(record.name, []).append(record)
         return by_name
 
-    def _definition_candidates(self, window: tuple[int, int]) -> list[_Candidate]:
+    def _definition_candidates(self, window: tuple[int, int]) -> list[Candidate]:
         local = self._same_file_definitions()
         stems = self._import_stems()
         target_dir = self.rel.rsplit("/", 1)[0] if "/" in self.rel else ""
         hole_bytes = (self.target.start_byte, self.target.end_byte)
-        result: list[_Candidate] = []
+        result: list[Candidate] = []
         for name, use in self._weighted_names().items():
             found = list(local.get(name, []))
-            if self.index is not None:
-                found += [d for d in self.index.lookup(name) if d.path != self.rel]
+            origin = None if use.self_attr else self._imports.origin(name, use.bare, self._receivers.get(name))
+            names, files = ([name], None) if origin is None else origin[:2]
+            if self.index is not None:  # an imported name is only what its module defines
+                others = [d for n in names for d in self.index.lookup(n) if d.path != self.rel]
+                found += [d for d in others if files is None or d.path in files]
+                if origin is not None and not files and any(can_refer(use, d, self.rel) for d in others):
+                    self.notes.append(f"{name} is imported from {origin[2]}, outside the repository: "
+                                      f"the definitions of {names[0]} here are not it")
             found = [d for d in found if can_refer(use, d, self.rel)]
             if not found:
                 continue
@@ -313,7 +319,7 @@ class _Gatherer:
                 reason = f"definition of {defn.qualname} ({label}; {defn.kind} in {where})"
                 span = (defn.start_byte, defn.end_byte) if defn.path == self.rel else None
                 result.append(
-                    _Candidate(
+                    Candidate(
                         (defn.path, defn.start_byte, defn.end_byte), defn.path, reason, score,
                         self._definition_forms(defn), (defn.start_line, defn.end_line), span,
                     )
@@ -366,7 +372,7 @@ class _Gatherer:
         ]  # fmt: skip
         return sorted(members, key=lambda d: d.start_byte)
 
-    def _sibling_candidate(self, window: tuple[int, int]) -> list[_Candidate]:
+    def _sibling_candidate(self, window: tuple[int, int]) -> list[Candidate]:
         if not self.defs:
             return []
         scopes = self.target.scopes
@@ -390,40 +396,9 @@ class _Gatherer:
         )
         reason = f"signatures of {len(siblings)} other definitions in {where}"
         span = (min(d.start_byte for d in siblings), max(d.end_byte for d in siblings))
-        return [_Candidate((self.rel, -3, -3), self.rel, reason, SCORE_SIBLINGS, lambda: [(text, "")], span=span)]
+        return [Candidate((self.rel, -3, -3), self.rel, reason, SCORE_SIBLINGS, lambda: [(text, "")], span=span)]
 
     # -- assembly ------------------------------------------------------------------------------
-
-    def select(self, cands: list[_Candidate], budget: int) -> tuple[list[tuple[Chunk, _Candidate]], list[Chunk], int]:
-        """Greedy by score; each candidate in its fullest form that fits, else dropped (recorded)."""
-        chosen: list[tuple[Chunk, _Candidate]] = []
-        dropped: list[Chunk] = []
-        unrecorded = 0
-        remaining = budget
-        max_single = max(1, int(budget * MAX_CHUNK_SHARE))
-        for cand in cands:
-            forms = cand.forms() if remaining > 0 or len(dropped) < MAX_DROPPED_RECORDED else []
-            chunk = self._place(cand, forms, remaining, max_single) if remaining > 0 else None
-            if chunk is not None:
-                chosen.append((chunk, cand))
-                remaining -= chunk.tokens
-            elif len(dropped) < MAX_DROPPED_RECORDED:
-                text, suffix = forms[-1]
-                dropped.append(Chunk(cand.path, text, cand.reason + suffix, cand.score, self.count(text), cand.lines))
-            else:
-                unrecorded += 1
-        return chosen, dropped, unrecorded
-
-    def _place(self, cand: _Candidate, forms: list[tuple[str, str]], remaining: int, max_single: int) -> Chunk | None:
-        for position, (text, suffix) in enumerate(forms):
-            # A full form may not hog the chunk budget; the last (smallest) may use what is left.
-            cap = remaining if position == len(forms) - 1 else min(remaining, max_single)
-            if len(text) > cap * CHARS_PER_TOKEN_MAX:
-                continue  # cannot fit whatever the tokenizer: do not pay for counting it
-            tokens = self.count(text)
-            if tokens <= cap:
-                return Chunk(cand.path, text, cand.reason + suffix, cand.score, tokens, cand.lines)
-        return None
 
     def run(self) -> ContextResult:
         target = self.target
@@ -437,7 +412,7 @@ class _Gatherer:
         prefix, prefix_tokens, suffix, suffix_tokens = self.split_local(local_cap)
         cands = self.candidates(self._window(prefix, suffix))[:MAX_CANDIDATES]
         chunk_budget = self.budget - prefix_tokens - suffix_tokens
-        chosen, dropped, unrecorded = self.select(cands, chunk_budget)
+        chosen, dropped, unrecorded = select(cands, chunk_budget, self.count)
         spare = chunk_budget - sum(c.tokens for c, _ in chosen)
         if spare > 0:  # chunks left room: let the local text have it
             prefix, prefix_tokens, suffix, suffix_tokens = self.split_local(prefix_tokens + suffix_tokens + spare)

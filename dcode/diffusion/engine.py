@@ -14,8 +14,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
+from dcode.diffusion.anchored import anchored_infill_stream, anchored_prompt, anchored_refine_stream, prompt_budget
+from dcode.diffusion.completion import Completion, Prompt, carry_confidences, heal, line_bounds
 from dcode.diffusion.sampler import Canvas, DecodeOptions, DecodeStats, HoleState, denoise
 from dcode.errors import InputError
 from dcode.model.loaded import LoadedModel
@@ -24,53 +25,7 @@ DEFAULT_INFILL_TOKENS = 32
 DEFAULT_GENERATE_BLOCK = 32
 
 
-@dataclass
-class Completion:
-    text: str
-    token_ids: list[int]
-    confidences: list[float]
-    stats: DecodeStats
-    deadline_hit: bool = False
-
-    def cut(self, chars: int, tokenizer) -> "Completion":
-        """The first `chars` characters of the text, as whole tokens (one straddling the cut goes)."""
-        keep = sum(1 for _, end in tokenizer.char_spans(self.token_ids) if end <= chars)
-        ids = self.token_ids[:keep]
-        return dataclasses.replace(self, text=tokenizer.decode(ids), token_ids=ids, confidences=self.confidences[:keep])
-
-    def as_dict(self) -> dict:
-        return {
-            "text": self.text,
-            "tokens": len(self.token_ids),
-            "mean_confidence": round(sum(self.confidences) / len(self.confidences), 4) if self.confidences else None,
-            **self.stats.as_dict(),
-        }
-
-
-@dataclass
-class Prompt:
-    """Token ids around the hole, and the text the hole must re-cover at each end (token healing)."""
-
-    before: list[int]
-    after: list[int]
-    lead: str = ""
-    trail: str = ""
-
-
 FIM_PREFIX, FIM_SUFFIX = "<fim_prefix>", "<fim_suffix>"
-
-
-def heal(tok, prefix_ids: list[int], suffix_ids: list[int]) -> tuple[list[int], list[int], str, str]:
-    """Back off the prefix's last token and the suffix's first (ordinary tokens only): the hole
-    is then cut at the place BPE chose, not at the caller's character boundary."""
-    lead = trail = ""
-    if prefix_ids and prefix_ids[-1] not in tok.special_ids:
-        lead = tok.decode(prefix_ids[-1:])
-        prefix_ids = prefix_ids[:-1]
-    if suffix_ids and suffix_ids[0] not in tok.special_ids:
-        trail = tok.decode(suffix_ids[:1])
-        suffix_ids = suffix_ids[1:]
-    return prefix_ids, suffix_ids, lead, trail
 
 
 def build_prompt(
@@ -95,6 +50,8 @@ def build_prompt(
         raise InputError(f"the hole ({reserve} tokens) does not fit the model's context of {model.config.max_seq_len}")
     if instruction is not None:
         return _chat_prompt(model, prefix, suffix, path, context, budget, instruction)
+    if model.config.decoder == "anchored":
+        return anchored_prompt(tok, prefix, path, context, prompt_budget(model, reserve))
     if model.config.prompt_format == "fim":
         return _fim_prompt(model, prefix, suffix, path, context, budget)
     head = [tok.bos_id] if tok.bos_id is not None else []
@@ -204,17 +161,6 @@ def _unheal(tok, ids: list[int], conf: list[float], prompt: Prompt, state: HoleS
                       state.stats, state.deadline_hit)
 
 
-def carry_confidences(tok, ids: list[int], conf: list[float], new_ids: list[int], offset: int) -> list[float]:
-    """Confidences for `new_ids`, a re-encoding of `decode(ids)[offset:...]`: each new token
-    takes the lowest confidence of the old tokens it overlaps (1.0 where it overlaps none)."""
-    spans = tok.char_spans(ids)
-    out = []
-    for s, e in tok.char_spans(new_ids):
-        over = [c for (a, b), c in zip(spans, conf) if a < e + offset and b > s + offset]
-        out.append(min(over) if over else 1.0)
-    return out
-
-
 def _first_allowed(model: LoadedModel, prompt: Prompt) -> list[int] | None:
     return model.tokenizer.extending(prompt.lead.encode("utf-8")) if prompt.lead else None
 
@@ -244,6 +190,9 @@ def infill_stream(
 ) -> Iterator[HoleState | Completion]:
     """Yield the hole after every pass, then the final Completion."""
     options = options or DecodeOptions()
+    if model.config.decoder == "anchored" and instruction is None:
+        yield from anchored_infill_stream(model, prefix, suffix, path=path, context=context, options=options)
+        return
     length = min(options.initial_tokens or DEFAULT_INFILL_TOKENS, options.max_tokens)
     prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=options.max_tokens,
                           instruction=instruction)
@@ -321,6 +270,10 @@ def refine_stream(
     ids, conf = list(draft.token_ids), list(draft.confidences)
     if not ids:
         raise InputError("nothing to refine: the proposal is empty")
+    if model.config.decoder == "anchored" and instruction is None:
+        yield from anchored_refine_stream(model, prefix, suffix, draft, remask=remask, lines=lines, path=path,
+                                          context=context, options=options)
+        return
     prompt = build_prompt(model, prefix, suffix, path=path, context=context, reserve=len(ids) + options.max_tokens,
                           instruction=instruction)
     if lines is not None:
@@ -373,16 +326,6 @@ def _healed_draft(tok, prompt: Prompt, draft: Completion) -> tuple[list[int], li
     # Seen from the draft, the new text starts len(lead) characters before it.
     conf = carry_confidences(tok, draft.token_ids, draft.confidences, ids, -len(prompt.lead))
     return ids, conf
-
-
-def line_bounds(text: str, first: int, last: int) -> tuple[int, int]:
-    """Character range of lines first..last (1-based, inclusive) of `text`; a last line without
-    a newline counts, and empty text has one (empty) line."""
-    n_lines = text.count("\n") + (0 if text.endswith("\n") else 1)
-    if first < 1 or last < first or first > n_lines:
-        raise InputError(f"lines {first}-{last} are outside the proposal (it has {n_lines} lines)")
-    starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
-    return starts[first - 1], starts[last] if last < len(starts) else len(text)
 
 
 def _line_token_range(model: LoadedModel, ids: list[int], lines: tuple[int, int]) -> tuple[int, int]:

@@ -39,6 +39,11 @@ class DecodeOptions:
     # come back empty: see require_code
     use_cache: bool = True
     deadline_s: float | None = None  # after this, commit everything left in one last pass
+    # Anchored decoding (dcode.diffusion.anchored): candidate endings scored against the suffix,
+    # and how many lines the hole may hold (None: any).
+    best_of: int = 4
+    max_lines: int | None = None
+    draft_tokens: int = 4  # masked slots the drafter guesses per pass (0: the base alone)
 
 
 @dataclass
@@ -46,6 +51,7 @@ class DecodeStats:
     forward_passes: int = 0
     tokens: int = 0
     wall_s: float = 0.0
+    drafter_passes: int = 0  # anchored decoding: the drafter's forwards over masked slots
 
     @property
     def tokens_per_forward(self) -> float:

@@ -18,7 +18,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcode.edit.files import check_unchanged
+from dcode.edit.files import check_unchanged, decode_source, encode_source
 from dcode.edit.journal import Journal
 from dcode.errors import InputError
 
@@ -49,7 +49,7 @@ class FileEdit:
 
     def old_text(self) -> str:
         """The file as read; refuses when it changed on disk since."""
-        return check_unchanged(self.path, self.file_hash, self.rel_path).decode("utf-8")
+        return decode_source(self.path, check_unchanged(self.path, self.file_hash, self.rel_path))
 
 
 @dataclass
@@ -168,5 +168,6 @@ def apply_change(change: Change, hunks: set[int] | None = None) -> list[tuple[Fi
         offset += count
         if hunks is None or new != old:
             written.append((FileEdit(edit.path, edit.rel_path, edit.file_hash, new), old))
-    Journal(change.root).apply(change.command, {e.path: (e.file_hash, e.new_text.encode("utf-8")) for e, _ in written})
+    Journal(change.root).apply(change.command, {e.path: (e.file_hash, encode_source(e.path, e.new_text))
+                                                for e, _ in written})
     return written

@@ -9,12 +9,15 @@ or the new file, never half of one.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import tempfile
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcode.context.languages import detect_language
 from dcode.errors import InputError
 
 
@@ -33,6 +36,44 @@ def read_bytes(path: Path) -> bytes:
         raise InputError(f"{path}: permission denied") from None
 
 
+def source_encoding(path: Path, head: bytes) -> str:
+    """The codec of a source file whose text begins with `head`: UTF-8, except for a Python file
+    whose PEP 263 coding line (`# -*- coding: latin-1 -*-`, in its first two lines) declares
+    another; Python reads such a file in that encoding, so dcode reads and writes it in it too."""
+    first_line = head.split(b"\n", 1)[0].decode("latin-1")  # a shebang is ASCII whatever the codec
+    if detect_language(path, first_line).name != "python":
+        return "utf-8"
+    try:
+        declared, _ = tokenize.detect_encoding(io.BytesIO(head).readline)
+    except SyntaxError as exc:
+        if str(exc).startswith("invalid or missing"):
+            return "utf-8"  # no coding line, and bytes that are not UTF-8: decoding says so
+        raise InputError(f"{path}: {exc}") from None  # an unknown codec, or one contradicting a BOM
+    # A BOM stays in the text as U+FEFF (offsets match the bytes), so it is plain UTF-8 here.
+    return "utf-8" if declared in ("utf-8", "utf-8-sig") else declared
+
+
+def decode_source(path: Path, data: bytes) -> str:
+    """A source file's bytes as text, in its encoding (see `source_encoding`)."""
+    encoding = source_encoding(path, data)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        declared = "UTF-8" if encoding == "utf-8" else f"{encoding} (as its coding line declares)"
+        raise InputError(f"{path} is not {declared} text (invalid byte at offset {exc.start})") from None
+
+
+def encode_source(path: Path, text: str) -> bytes:
+    """`text` as the bytes of `path`, in the encoding the text itself declares (see
+    `source_encoding`): a file keeps its PEP 263 encoding through an edit."""
+    encoding = source_encoding(path, "\n".join(text.split("\n", 2)[:2]).encode("utf-8"))
+    try:
+        return text.encode(encoding)
+    except UnicodeEncodeError as exc:
+        raise InputError(f"{path}: {text[exc.start:exc.end]!r} cannot be written in {encoding}, "
+                         "the encoding its coding line declares") from None
+
+
 def newline_style(text: str) -> str:
     """The file's dominant line ending, so inserted code matches it."""
     crlf = text.count("\r\n")
@@ -41,8 +82,11 @@ def newline_style(text: str) -> str:
 
 def splice_fill(text: str, start: int, end: int, fill: str) -> str:
     """`text` with `fill` in place of text[start:end], in the file's newline style; a fill that
-    replaces whole lines keeps the line break after it."""
+    replaces whole lines keeps the line break after it. At the end of the file the fill's trailing
+    blank lines and spaces go: a file does not end in blank lines (pycodestyle W391)."""
     fill = fill.replace("\r\n", "\n")
+    if not text[end:].strip() and fill.strip():
+        fill = fill.rstrip() + ("\n" if fill.rstrip(" \t").endswith("\n") and not text[end:] else "")
     at_line_start = end == len(text) or text[end - 1 : end] in ("\n", "")
     if fill and at_line_start and start > 0 and text[start - 1] == "\n" and not fill.endswith("\n"):
         fill += "\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 from dcode.diffusion.engine import Completion
 from dcode.diffusion.sampler import DecodeStats
 from dcode.edit.change import Change, FileEdit, apply_change
-from dcode.edit.files import atomic_write, check_unchanged, splice_fill
+from dcode.edit.files import atomic_write, check_unchanged, decode_source, splice_fill
 from dcode.edit.journal import state_dir
 from dcode.errors import InputError
 
@@ -49,7 +49,7 @@ class Proposal:
     # -- text -----------------------------------------------------------------------------
     def original_text(self) -> str:
         """The file as read; refuses if it changed on disk since."""
-        return check_unchanged(self.path, self.file_hash, self.rel_path).decode("utf-8")
+        return decode_source(self.path, check_unchanged(self.path, self.file_hash, self.rel_path))
 
     def prefix(self, text: str) -> str:
         return text[: self.start]

@@ -27,6 +27,7 @@ from dcode.context.languages import Language, PLAIN_TEXT, detect_language, get_l
 # Front ends import Target from here, next to resolve_target which makes one.
 from dcode.context.target import Target
 from dcode.edit.document import Document
+from dcode.edit.files import decode_source
 from dcode.edit.holes import all_holes, body_hole, marker_target
 from dcode.errors import InputError
 
@@ -37,7 +38,8 @@ SPEC_HELP = "expected PATH, PATH:LINE, PATH:LINE:COL, PATH:START-END or PATH::SY
 
 
 def read_source(path: Path | str) -> str:
-    """A file's text, decoded as UTF-8 with line endings untouched (offsets match the bytes)."""
+    """A file's text, decoded as UTF-8 (a Python file: as its coding line declares) with line
+    endings untouched."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"no such file: {path}")
@@ -53,10 +55,7 @@ def read_source(path: Path | str) -> str:
         raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
     if b"\0" in data:
         raise InputError(f"{path} is a binary file")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path} is not UTF-8 text (invalid byte at offset {exc.start})") from None
+    return decode_source(path, data)
 
 
 def find_holes(path_or_text: Path | str, language: Language | None = None) -> list[Target]:
@@ -203,6 +202,11 @@ def target_in_text(path: Path, text: str, offset: int) -> Target:
     doc = Document(path, text, detect_language(path, text))
     offset = max(0, min(offset, len(text)))
     return doc.make(offset, offset, "position", scopes=doc.scopes_at(offset, offset))
+
+
+def symbol_in_text(path: Path, text: str, symbol: str) -> Target:
+    """`path::symbol` in an editor buffer's `text` (which need not match the file on disk)."""
+    return _symbol_target(Document(path, text, detect_language(path, text)), symbol)
 
 
 def scope_exit(target: Target, fill: str) -> int | None:

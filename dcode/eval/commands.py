@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from dcode.eval.humaneval import humaneval_tasks
 from dcode.eval.harness import Report, evaluate, ltr_predictor, model_predictor, render_table, summarize
 from dcode.eval.tasks import InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks
 
@@ -16,15 +16,17 @@ SINGLE_MAX_TOKENS = 64
 MULTI_MAX_TOKENS = 192
 
 
-def decode_options_for(threshold: float | None, tokens_per_step: int | None, seed: int):
+def decode_options_for(threshold: float | None, tokens_per_step: int | None, seed: int, best_of: int = 4):
     """Per-task decoding options: a one-line hole may grow to 64 tokens, a multi-line one to 192
-    (bounds only; the engine sizes and grows the hole itself)."""
+    (bounds only; the engine sizes and grows the hole itself). A one-line hole is known to be
+    one line, as the left-to-right baseline knows it."""
     from dcode.diffusion.engine import DecodeOptions
 
     def options_for(task: InfillTask) -> DecodeOptions:
         single = task.expected.count("\n") <= 1
         return DecodeOptions(threshold=None if tokens_per_step else threshold, tokens_per_step=tokens_per_step,
-                             seed=seed, max_tokens=SINGLE_MAX_TOKENS if single else MULTI_MAX_TOKENS)
+                             seed=seed, max_tokens=SINGLE_MAX_TOKENS if single else MULTI_MAX_TOKENS,
+                             best_of=best_of, max_lines=1 if single else None)
 
     return options_for
 
@@ -41,29 +43,39 @@ def run_eval(
     functional: bool = True,
     on_result=None,
     ltr: bool = False,
+    heldout: bool = True,
+    humaneval: int = 0,
+    best_of: int = 4,
 ) -> Report:
     """Load the model, build `limit` single-line, `limit` multi-line and up to `limit` functional
-    tasks (fixed seed), run the engine on each and score them. `ltr`: score the model's
-    pretrained base instead, decoded left to right with token healing (the floor to beat)."""
+    tasks (fixed seed), and `humaneval` HumanEval single-line holes; run the engine on each and
+    score them. `ltr`: score the model's pretrained base instead, decoded left to right with
+    token healing (the floor to beat). `heldout=False` leaves out the held-out packages' holes."""
     from dcode.model.loader import load_model
 
+    from dcode.model.threads import use_threads
+    from dcode.settings import load_settings
+
+    threads = use_threads(load_settings(None)[0].threads)  # DCODE_THREADS or the user's config, else the free cores
     model = _ltr_base(model_path, device) if ltr else load_model(model_path, device=device)
-    spec = heldout_spec(data_dir, model.path)
-    tasks = holdout_tasks(heldout_files(spec), limit, limit, seed=seed)
+    spec = heldout_spec(data_dir, model.path) if heldout else {}
+    tasks = holdout_tasks(heldout_files(spec), limit, limit, seed=seed) if heldout else []
     fdir = functional_dir or default_functional_dir()
     if functional and fdir is not None:
         tasks += functional_tasks(fdir, n=limit, seed=seed)
-    options_for = decode_options_for(threshold, tokens_per_step, seed)
+    if humaneval:
+        tasks += humaneval_tasks(humaneval, seed=seed)
+    options_for = decode_options_for(threshold, tokens_per_step, seed, best_of)
     if ltr:
         predict = ltr_predictor(model, lambda task: options_for(task).max_tokens)
     else:
         predict = model_predictor(model, options_for)
     start = time.perf_counter()
     results = evaluate(tasks, predict, on_result)
-    settings = {"decoding": "left-to-right base, token healing" if ltr else "diffusion", "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
+    settings = {"decoding": "left-to-right base, token healing" if ltr else model.config.decoder, "best_of": None if ltr else best_of, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
                 "tokens_per_step": tokens_per_step, "device": str(model.device), "heldout_packages": sorted(spec),
                 "functional_dir": str(fdir) if functional and fdir else None, "total_wall_s": round(time.perf_counter() - start, 2),
-                "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None}
+                "threads": threads}
     return Report(model.name + (" base (left to right)" if ltr else ""), settings, summarize(results), results)
 
 
@@ -91,13 +103,17 @@ def eval_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed for choosing holes and sampling.")] = 0,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     ltr: Annotated[bool, typer.Option("--ltr", help="Score the model's pretrained base left to right with token healing (the floor to beat).")] = False,
+    humaneval: Annotated[int, typer.Option("--humaneval", min=0, help="Also this many HumanEval single-line holes, scored by the problems' tests (needs dcode[eval]).")] = 0,
+    no_heldout: Annotated[bool, typer.Option("--no-heldout", help="Skip the held-out packages' single- and multi-line holes.")] = False,
+    best_of: Annotated[int, typer.Option("--best-of", min=1, help="Anchored decoding: candidate endings scored against the suffix (1 = greedy).")] = 4,
 ) -> None:
     """Score infilling on held-out packages and on functions with tests."""
     from rich.console import Console
 
     console = Console()
     report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
-                      functional=not no_functional, ltr=ltr)
+                      functional=not no_functional, ltr=ltr, heldout=not no_heldout, humaneval=humaneval,
+                      best_of=best_of)
     console.print(render_table(report.summaries))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,8 @@ from pathlib import Path
 from dcode.eval.tasks import InfillTask, compiles
 
 FUNCTIONAL_TIMEOUT_S = 10.0
+KINDS = ("single", "multi", "functional", "humaneval")
+TESTED = ("functional", "humaneval")  # kinds scored by running tests
 
 
 @dataclass
@@ -120,7 +122,7 @@ def run_tests(task: InfillTask, predicted: str, timeout_s: float = FUNCTIONAL_TI
 
 
 def score(task: InfillTask, pred: Prediction, timeout_s: float = FUNCTIONAL_TIMEOUT_S) -> TaskResult:
-    passed = run_tests(task, pred.text, timeout_s) if task.kind == "functional" else None
+    passed = run_tests(task, pred.text, timeout_s) if task.kind in TESTED else None
     return TaskResult(
         id=task.id, kind=task.kind, path=task.path, expected=task.expected, predicted=pred.text,
         exact=exact_match(pred.text, task.expected), similarity=round(char_similarity(pred.text, task.expected), 4),
@@ -131,7 +133,7 @@ def score(task: InfillTask, pred: Prediction, timeout_s: float = FUNCTIONAL_TIME
 
 def summarize(results: Sequence[TaskResult]) -> list[Summary]:
     out: list[Summary] = []
-    for kind in ("single", "multi", "functional"):
+    for kind in KINDS:
         rs = [r for r in results if r.kind == kind]
         if not rs:
             continue
@@ -142,7 +144,7 @@ def summarize(results: Sequence[TaskResult]) -> list[Summary]:
             exact=sum(r.exact for r in rs) / n,
             similarity=sum(r.similarity for r in rs) / n,
             parses=sum(r.parses for r in rs) / n,
-            passed=sum(bool(r.passed) for r in rs) / n if kind == "functional" else None,
+            passed=sum(bool(r.passed) for r in rs) / n if kind in TESTED else None,
             forward_passes=passes / n,
             tokens_per_forward=sum(r.tokens for r in rs) / passes if passes else 0.0,
             wall_s=sum(r.wall_s for r in rs),
@@ -183,14 +185,17 @@ def model_predictor(model, options_for: Callable[[InfillTask], object]) -> Predi
 
 
 def ltr_predictor(model, max_tokens_for: Callable[[InfillTask], int]) -> Predictor:
-    """The base read left to right with token healing (`dcode.diffusion.ltr`): only the prefix,
-    a one-line hole ends at its newline, a block where the indentation drops."""
-    from dcode.diffusion.ltr import ltr_infill
+    """The base read left to right with token healing: only the prefix, greedy, a one-line hole
+    ends at its newline, a block where the indentation drops (anchored decoding with one
+    candidate and no suffix)."""
+    from dcode.diffusion.anchored import anchored_infill
+    from dcode.diffusion.sampler import DecodeOptions
 
     def predict(task: InfillTask) -> Prediction:
         start = time.perf_counter()
         single = task.expected.count("\n") <= 1
-        completion = ltr_infill(model, task.prefix, max_tokens=max_tokens_for(task), single_line=single)
+        options = DecodeOptions(max_tokens=max_tokens_for(task), best_of=1, max_lines=1 if single else None)
+        completion = anchored_infill(model, task.prefix, "", options=options, headed=False)
         st = completion.stats
         return Prediction(completion.text, st.forward_passes, st.tokens, time.perf_counter() - start)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dcode.context import languages as L
 from dcode.context.languages import Language
-from dcode.edit.check import SyntaxCheck, check_syntax
+from dcode.edit.check import SyntaxCheck, check_syntax, fill_problem
 from dcode.edit.targets import Target, find_holes
 from dcode.errors import InputError
 from dcode.hook.filler import HoleFiller
@@ -17,7 +17,6 @@ from dcode.hook.filler import HoleFiller
 DEFAULT_ATTEMPTS = 4
 MAX_HOLES_PER_FILE = 32  # a bound on the fix loop, in case fills keep producing new holes
 REGION_SLACK_TOKENS = 8  # room a repair gets beyond the broken region's own length
-MIN_KEPT_FRACTION = 0.5  # a repair must keep at least this share of the region's code characters
 
 
 @dataclass
@@ -125,10 +124,6 @@ def describe_hole(target: Target) -> str:
     return f"marker at {lines}"
 
 
-def _code_chars(text: str) -> int:
-    return sum(not c.isspace() for c in text)
-
-
 def _too_large(target: Target, filler: HoleFiller) -> str | None:
     """A broken region longer than the hole may grow cannot come back whole: the repair would
     silently drop code, so it is left to the user."""
@@ -138,15 +133,6 @@ def _too_large(target: Target, filler: HoleFiller) -> str | None:
     if size + REGION_SLACK_TOKENS > limit:
         return f"the broken region is too large to re-mask ({size} tokens; max_tokens is {limit})"
     return None
-
-
-def _drops_code(target: Target, candidate: str) -> bool:
-    """Whether a syntax repair deleted most of the region instead of mending it: re-masking may
-    rewrite a broken region, not remove the user's code until what is left parses."""
-    if target.kind != "syntax_error":
-        return False
-    inserted = candidate[target.start : len(candidate) - (len(target.text) - target.end)]
-    return _code_chars(inserted) < MIN_KEPT_FRACTION * _code_chars(target.hole)
 
 
 def _repair(
@@ -160,8 +146,8 @@ def _repair(
             candidate = filler.candidate(target, attempt)
         except InputError as err:  # e.g. the hole does not fit the model: retrying cannot help
             return str(err)
-        if candidate is None or candidate == target.text or _drops_code(target, candidate):
-            continue
+        if candidate is None or candidate == target.text or fill_problem(target, candidate):
+            continue  # e.g. a piece of the marker left, or the code to repair deleted (as `fill` judges)
         after = check_syntax(candidate, policy.lang)
         if policy.accepts(target.kind, before, after):
             return candidate, after

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from dcode.context import languages as L
 from dcode.edit.change import Change, FileEdit, apply_change, unified_diff
-from dcode.edit.files import content_hash
+from dcode.edit.files import content_hash, encode_source
 from dcode.edit.journal import Journal, JournalEntry
 from dcode.edit.targets import read_source
 from dcode.errors import EXIT_CHANGED, EXIT_MODEL, EXIT_OK, InputError, ModelError
@@ -98,11 +98,13 @@ def _handle_file(
     return fix_text(path, text, filler, max_attempts)
 
 
-def _report(root: Path, fixes: list[FileFix], write: bool, say: Callable[[str], None]) -> None:
+def _report(root: Path, fixes: list[FileFix], verb: str | None, say: Callable[[str], None]) -> None:
+    """What was found, before anything is written: each fix as `verb FILE: what` (none without a
+    verb: fixes are reported once written), and what could not be fixed."""
     for fix in fixes:
         rel = repo_relative(root, fix.path)
-        if fix.changed:
-            say(f"{'fixed' if write else 'would fix'} {rel}: {'; '.join(fix.fixed)}")
+        if fix.changed and verb:
+            say(f"{verb} {rel}: {'; '.join(fix.fixed)}")
         for item in fix.unverified:
             say(f"could not fix {rel}: {item}; left as is")
 
@@ -164,7 +166,13 @@ def run_hook(
                 fixes.append(fix)
     except ModelError as err:  # nothing has been written yet: all writes happen below
         return _model_unavailable(err, strict, say)
-    _report(root, fixes, write, say)
+    if not write:
+        verb: str | None = "would fix"
+    elif review is not None:
+        verb = "proposed fix for"  # nothing is written until the review takes it
+    else:
+        verb = None  # "fixed FILE" is said once the file is written, below
+    _report(root, fixes, verb, say)
     stop = _stops_commit(root, fixes, warn_only, say)
     changed = [f for f in fixes if f.changed]
     if not changed:
@@ -177,10 +185,15 @@ def run_hook(
         return EXIT_CHANGED
     # One journal entry for the whole run, so `dcode undo` reverts it at once; every file is
     # checked against what was read before any is written.
-    edits = [FileEdit(f.path, rel, content_hash(f.original.encode("utf-8")), f.new_text or "")
+    edits = [FileEdit(f.path, rel, content_hash(encode_source(f.path, f.original)), f.new_text or "")
              for f, rel in zip(changed, rels)]
     change = Change(root, JOURNAL_COMMAND, edits)
-    written = review(change) if review is not None else [edit.path for edit, _ in apply_change(change)]
+    if review is not None:
+        written = review(change)  # it says what it applied, hunk by hunk
+    else:
+        written = [edit.path for edit, _ in apply_change(change)]
+        for fix, rel in zip(changed, rels):
+            say(f"fixed {rel}: {'; '.join(fix.fixed)}")
     if not written:
         return EXIT_CHANGED  # the fixes were not taken: what is staged still needs them
     rels = [repo_relative(root, path) for path in written]

@@ -34,7 +34,7 @@ ADDED_TOKENS = ("<|mask|>", "<|pad|>", "<fim_prefix>", "<fim_suffix>")
 FILE_TOKEN = "<file_sep>"  # the base's own file separator introduces context files
 # What the adaptation recipe sets on top of the base's own hyperparameters.
 ADAPTED = {"family": "dcode-small", "logit_shift": 1, "causal_context": True, "prompt_format": "fim",
-           "token_healing": True}
+           "token_healing": True, "decoder": "anchored"}
 # The config fields that come from the base (and must still match it when an adapter is loaded).
 BASE_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "ffn_dim", "rope_theta", "norm_eps",
                "tie_embeddings", "qkv_bias", "mask_id", "pad_id", "eos_id")
@@ -94,7 +94,9 @@ def load_adapted(
     model_dir: Path, device: str | None = None, dtype: str | None = None, adapter: bool = True
 ) -> LoadedModel:
     """Base + adapter, ready to run. `adapter=False` gives the base alone (the left-to-right
-    baseline `dcode eval --ltr` measures). On a CPU with native bf16 the default dtype is bf16."""
+    baseline `dcode eval --ltr` measures). An anchored model (`decoder: anchored`) runs the base
+    itself: its clean path must be the base's own. On a CPU with native bf16 the default dtype
+    is bf16."""
     manifest = BaseManifest.load(model_dir)
     gguf_path = locate_base(manifest, model_dir.name)
     saved = ModelConfig.load(model_dir / "config.json")
@@ -106,11 +108,15 @@ def load_adapted(
         raise ModelError(f"{model_dir}: config.json does not match its base ({', '.join(mismatch)} differ)")
     if dtype in (None, "", "auto") and resolve_device(device).type == "cpu" and cpu_has_fast_bf16():
         dtype = "bfloat16"
-    if adapter:
-        acfg, tensors = load_adapter(model_dir)
-        if acfg.base_vocab + len(ADDED_TOKENS) != cfg.vocab_size:
-            raise ModelError(f"{model_dir}: the adapter was made for a base of {acfg.base_vocab} tokens")
-        state = merge(state, tensors, acfg, cfg.n_layers)
-    else:
+    if not adapter:
         cfg = dataclasses.replace(cfg, family="llama")
-    return build_model(cfg, tok, state, device=device, dtype=dtype, path=model_dir)
+        return build_model(cfg, tok, state, device=device, dtype=dtype, path=model_dir)
+    acfg, tensors = load_adapter(model_dir)
+    if acfg.base_vocab + len(ADDED_TOKENS) != cfg.vocab_size:
+        raise ModelError(f"{model_dir}: the adapter was made for a base of {acfg.base_vocab} tokens")
+    merged = merge(state, tensors, acfg, cfg.n_layers)
+    if cfg.decoder != "anchored":
+        return build_model(cfg, tok, merged, device=device, dtype=dtype, path=model_dir)
+    model = build_model(cfg, tok, state, device=device, dtype=dtype, path=model_dir)
+    model.drafter = build_model(cfg, tok, merged, device=device, dtype=dtype).net
+    return model

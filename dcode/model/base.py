@@ -28,7 +28,7 @@ from pathlib import Path
 
 from dcode.errors import InputError, ModelError
 from dcode.model.console import stderr_console
-from dcode.model.paths import base_cache_dir, shipped_model, shipped_weights_root
+from dcode.model.paths import base_file, shipped_model, shipped_weights_root
 
 MANIFEST_NAME = "base.json"
 STAMP_SUFFIX = ".verified"
@@ -107,7 +107,7 @@ def _manifest_problem(raw: dict) -> str | None:
 
 def base_path(manifest: BaseManifest) -> Path:
     """Where the extracted base lives (whether or not it is there yet)."""
-    return base_cache_dir() / "bases" / f"{manifest.package}-{manifest.version}" / manifest.member_name
+    return base_file(manifest.package, manifest.version, manifest.member)
 
 
 def locate_base(manifest: BaseManifest, model_name: str) -> Path:

@@ -36,6 +36,10 @@ class ModelConfig:
     # before the prefix (`<fim_suffix>` suffix `<fim_prefix>` prefix, hole last), so that the
     # prefix runs straight into the hole as in the base's pretraining.
     prompt_format: str = "dcode"
+    # "diffusion": the hole is denoised in parallel passes (dcode.diffusion.sampler). "anchored":
+    # a pretrained causal base (dcode-small) fills the hole from its own next-token distribution
+    # and the suffix chooses the ending (dcode.diffusion.anchored).
+    decoder: str = "diffusion"
     # Back off the prefix's last token and the suffix's first one, and let the hole re-cover
     # them: a byte-level BPE that merges "\n" with the next line's indentation otherwise asks
     # the model for token splits it never saw.
@@ -49,6 +53,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.prompt_format not in ("dcode", "fim"):
             raise ModelError(f"config: unknown prompt_format {self.prompt_format!r} (dcode or fim)")
+        if self.decoder not in ("diffusion", "anchored"):
+            raise ModelError(f"config: unknown decoder {self.decoder!r} (diffusion or anchored)")
         if self.dim % self.n_heads:
             raise ModelError(f"config: dim {self.dim} is not divisible by n_heads {self.n_heads}")
         if self.n_heads % self.n_kv_heads:

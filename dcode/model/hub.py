@@ -24,7 +24,7 @@ from typing import Any
 from dcode.errors import InputError, ModelError
 from dcode.model.console import stderr_console
 from dcode.model.paths import (
-    DEFAULT_MODEL_NAME, KNOWN, PULL_NAME, PULL_RECORD, models_dir, shipped_model, shipped_weights_root,
+    KNOWN, PULL_NAME, PULL_RECORD, default_model_name, models_dir, shipped_model, shipped_weights_root,
 )
 
 # Seconds to wait for the Hub before saying it cannot be reached (a pull must never hang).
@@ -348,7 +348,7 @@ def _one_line(err: BaseException) -> str:
 def installed_models() -> list[dict]:
     """Shipped and pulled models: name, kind, family, parameters, bytes on disk, path, default."""
 
-    default = os.environ.get("DCODE_MODEL") or DEFAULT_MODEL_NAME
+    default = os.environ.get("DCODE_MODEL") or default_model_name()
     rows = []
     root = shipped_weights_root()
     # dcode-small's directory may hold only its base manifest until its adapter ships.
@@ -417,18 +417,22 @@ def print_models(json_out: bool) -> None:
     if json_out:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None)
-    for column in ("", "name", "kind", "family", "parameters", "size", "path", "note"):
-        table.add_column(column, overflow="fold")
+    table = [["", "name", "kind", "family", "parameters", "size", "path", "note"]]
     for r in rows:
         params = f"{r['parameters'] / 1e9:.2f}B" if (r["parameters"] or 0) >= 1e9 else (
             f"{r['parameters'] / 1e6:.1f}M" if r["parameters"] else "?")
-        table.add_row("*" if r["default"] else "", r["name"], r["kind"], r["family"] or "?", params,
-                      _size(r["bytes"]), r["path"], r.get("note", ""))
-    Console().print(table)
+        table.append(["*" if r["default"] else "", r["name"], r["kind"], r["family"] or "?", params,
+                      _size(r["bytes"]), r["path"], r.get("note", "")])
+    sys.stdout.write("".join(line + "\n" for line in _aligned(table)))
+
+
+def _aligned(table: list[list[str]]) -> list[str]:
+    """Rows as lines, every cell but the last padded to its column's widest: a name or a figure
+    is never broken (a table fitted to 80 columns printed `dcode-smal` / `l`); a line wider than
+    the terminal is folded by the terminal at its end, in the path or the note."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    return ["  ".join([cell.ljust(width) for cell, width in zip(row, widths)] + row[len(widths):]).rstrip()
+            for row in table]
 
 
 def _size(n: int) -> str:

@@ -28,6 +28,9 @@ class LoadedModel:
     family: str = "dcode"
     # A causal-context model's last context (see PrefixCache), reused by the next request.
     prefix_cache: PrefixCache = field(default_factory=PrefixCache)
+    # An anchored model (config.decoder == "anchored"): `net` is the unmodified base, which reads
+    # every clean token; the drafter (the base with the adapter merged) reads only masked slots.
+    drafter: Transformer | None = None
 
     @property
     def name(self) -> str:

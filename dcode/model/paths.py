@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -10,7 +11,8 @@ from pathlib import Path
 
 from dcode.errors import ModelError
 
-DEFAULT_MODEL_NAME = "dcode-mini"
+DEFAULT_MODEL_NAME = "dcode-mini"  # the default that needs nothing downloaded
+SMALL_MODEL_NAME = "dcode-small"  # the default whenever its base has been pulled
 PULL_RECORD = "dcode-pull.json"
 # A pulled model's name becomes a directory of the cache: no separators, no `..`.
 PULL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -52,8 +54,29 @@ def shipped_model(name: str) -> Path | None:
     return None
 
 
+def base_file(package: str, version: str, member: str) -> Path:
+    """Where `dcode pull` extracts a base (whether or not it is there yet)."""
+    return base_cache_dir() / "bases" / f"{package}-{version}" / member.rsplit("/", 1)[-1]
+
+
+def default_model_name() -> str:
+    """dcode-small when its base is in the cache (after `make demo` or `dcode pull dcode-small`),
+    else dcode-mini, which needs nothing downloaded."""
+    small = shipped_model(SMALL_MODEL_NAME)
+    try:
+        manifest = json.loads((small / "base.json").read_text(encoding="utf-8")) if small else None
+    except (OSError, ValueError):
+        manifest = None
+    if manifest and base_file(manifest["package"], manifest["version"], manifest["member"]).is_file():
+        return SMALL_MODEL_NAME
+    return DEFAULT_MODEL_NAME
+
+
 def default_model_dir() -> Path:
     root = shipped_weights_root()
+    name = default_model_name()
+    if name != DEFAULT_MODEL_NAME and root is not None:
+        return root / name
     if root is None or not (root / DEFAULT_MODEL_NAME / "config.json").is_file():
         raise ModelError(
             f"the shipped model {DEFAULT_MODEL_NAME} was not found (looked in weights/ and dcode/_weights); "

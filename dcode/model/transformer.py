@@ -9,6 +9,7 @@ values are the cached ones plus the active ones.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -58,9 +59,11 @@ class PrefixCache:
         self.kv: KVCache | None = None
         self.last_row: Tensor | None = None  # logits of the context's last position
         self.reused = 0  # positions taken from the cache by the last `read`
+        self.compute_s = 0.0  # seconds spent computing contexts' keys/values, all reads together (a server's prompt_ms)
 
     def read(self, net: "Transformer", ids: Tensor) -> tuple[KVCache, Tensor]:
         """(keys/values of `ids` [T], raw logits [V] of its last position)."""
+        start = time.perf_counter()
         n = len(ids)
         keep = 0
         if self.ids is not None:
@@ -77,6 +80,9 @@ class PrefixCache:
         logits, new = net(ids[keep:][None], positions=torch.arange(keep, n, device=ids.device), cache=base,
                           causal_until=n, return_cache=True, rows=last)
         self.ids, self.kv, self.last_row, self.reused = ids.clone(), base.extend(new) if base else new, logits[-1], keep
+        if ids.is_cuda:  # the kernels run asynchronously: wait for them to count their time
+            torch.cuda.synchronize(ids.device)
+        self.compute_s += time.perf_counter() - start
         return self.kv, self.last_row
 
 
@@ -240,6 +246,7 @@ class Transformer(nn.Module):
         return_cache: bool = False,
         causal_until: int | Tensor | None = None,
         rows: Tensor | None = None,
+        attn_mask: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, KVCache]:
         """Logits [B, T, V] for `tokens` [B, T] (raw rows: row i is the output at position i).
 
@@ -253,6 +260,9 @@ class Transformer(nn.Module):
         rows: bool [B, T]; only these positions go through the output head, returned as [M, V]
             in row-major order (training needs logits where the loss is taken, and the head is
             a large share of a small model's work).
+        attn_mask: bool [B, 1, T, S] (True = may attend), given whole instead of being built from
+            causal_until and key_mask (training a drafter packs several blocks, each of which
+            sees the context only up to its own start).
         """
         B, T = tokens.shape
         if positions is None:
@@ -262,7 +272,8 @@ class Transformer(nn.Module):
         x = self.embed(tokens)
         cos, sin = self.rope(positions, x.dtype)
         key_positions = positions if cache is None else torch.cat([cache.positions.expand(B, -1), positions], dim=1)
-        attn_mask = attention_mask(positions, key_positions, causal_until, key_mask)
+        if attn_mask is None:
+            attn_mask = attention_mask(positions, key_positions, causal_until, key_mask)
         keys: list[Tensor] = []
         values: list[Tensor] = []
         for i, block in enumerate(self.blocks):

@@ -24,6 +24,8 @@ from dcode.remote.protocols import ADAPTERS, Answer, DcodeProtocol, Hole, Protoc
 from dcode.settings import Settings
 
 DEFAULT_CONTEXT = 8192  # tokens, when the server does not say
+MAX_COUNTS_KEPT = 512  # token counts remembered (context assembly counts the same texts again)
+ESTIMATED_COUNTS = "the server does not count tokens: the context was fitted to its window by an estimate"
 NO_CONFIDENCES = "no confidences from this server: no token is marked uncertain"
 NO_IN_PLACE = "(the server has no in-place refinement)"
 
@@ -47,6 +49,20 @@ class RemoteModel:
     chat_template: bool  # an instruction goes to the model as words, not as a code comment
     tokenizer: PieceTokenizer = field(default_factory=PieceTokenizer)
     device: str = "remote"
+    counts_exactly: bool = True  # token counts are the server's (False once it cannot give them)
+    _counts: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def count_tokens(self, text: str) -> int:
+        """`text`'s length in the server model's tokens, as a local model counts its own: context is
+        fitted to the server's window exactly as it would be to the same model's here. A server
+        that cannot count (OpenAI's API) gets the local split's estimate."""
+        if text not in self._counts:
+            counted = self.protocol.count_tokens(text) if self.counts_exactly else None
+            self.counts_exactly = counted is not None
+            if len(self._counts) >= MAX_COUNTS_KEPT:
+                self._counts.clear()
+            self._counts[text] = counted if counted is not None else len(self.tokenizer.encode(text))
+        return self._counts[text]
 
     def facts(self) -> dict[str, object]:
         """What `dcode info` and the shell's `info` say about it."""

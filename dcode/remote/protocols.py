@@ -79,6 +79,11 @@ class Protocol:
     def infill(self, hole: Hole) -> Answer:
         raise NotImplementedError
 
+    def count_tokens(self, text: str) -> int | None:
+        """How many of the model's tokens `text` is, as the server counts them; None when it
+        cannot say (OpenAI's API has no tokenizer endpoint)."""
+        return None
+
     def post(self, path: str, body: dict) -> tuple[dict, float]:
         start = time.perf_counter()
         reply = expect_json(self.client.post(path, body), path, self.client.endpoint)
@@ -91,6 +96,9 @@ class DcodeProtocol(Protocol):
     name = "dcode"
     refines = True
     confidences = True
+
+    def count_tokens(self, text: str) -> int | None:
+        return tokenize_count(self.client, text)
 
     def request(self, hole: Hole) -> dict:
         body = {
@@ -140,6 +148,9 @@ class DcodeProtocol(Protocol):
 class LlamaCppProtocol(Protocol):
     name = "llamacpp"
 
+    def count_tokens(self, text: str) -> int | None:
+        return tokenize_count(self.client, text)
+
     def infill(self, hole: Hole) -> Answer:
         opts = hole.options
         body = {
@@ -154,6 +165,14 @@ class LlamaCppProtocol(Protocol):
         pieces, conf = _llamacpp_probs(reply.get("completion_probabilities"), text)
         passes = reply.get("tokens_predicted")
         return Answer(text, pieces, conf, passes if isinstance(passes, int) else 0, wall)
+
+
+def tokenize_count(client: HttpClient, text: str) -> int | None:
+    """The length of llama.cpp's (and `dcode serve`'s) `/tokenize` answer for `text`; None when the
+    server has no such route or answers something else."""
+    reply = client.post("/tokenize", {"content": text})
+    tokens = reply.body.get("tokens") if reply.status == 200 and isinstance(reply.body, dict) else None
+    return len(tokens) if isinstance(tokens, list) else None
 
 
 def _llamacpp_probs(items: Any, text: str) -> tuple[list[str] | None, list[float] | None]:

@@ -247,6 +247,9 @@ class Endpoints:
 
     async def completions(self, request: Request) -> Response:
         data = await read_json(self.server, request)
+        served = self.server.model_name or "dcode"
+        if (name := openai.unknown_model(data, served)) is not None:
+            return JSONResponse(openai.not_found(name, served), status_code=404)
         try:
             wanted = openai.choices(data)
         except InputError as err:

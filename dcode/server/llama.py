@@ -9,11 +9,12 @@ from dcode.errors import InputError
 # Fields llama.cpp honours that would change the answer and that dcode cannot honour: refused
 # with a clear 400 rather than silently ignored. (Sampler knobs such as top_k, or llama.vim's
 # `samplers` list, only tune a left-to-right sampler and are ignored.)
+# Each is named as the refusal says it, and what the client can use instead, if anything.
 UNSUPPORTED = {
-    "n_probs": "n_probs (token probabilities): dcode reports per-token confidences in `dcode.confidences`",
-    "grammar": "grammar",
-    "json_schema": "json_schema",
-    "lora": "lora (per-request adapters)",
+    "n_probs": ("n_probs (token probabilities)", "each token's confidence is in the answer's `dcode.confidences`"),
+    "grammar": ("grammar", None),
+    "json_schema": ("json_schema", None),
+    "lora": ("lora (per-request adapters)", None),
 }
 
 
@@ -21,9 +22,9 @@ def check_request(data: Any) -> None:
     """Refuse what the shared contract would ignore but the client depends on."""
     if not isinstance(data, dict):
         return  # the contract's parser says what is wrong
-    for name, what in UNSUPPORTED.items():
+    for name, (what, instead) in UNSUPPORTED.items():
         if data.get(name):
-            raise InputError(f"{what} is not supported by dcode serve")
+            raise InputError(f"{what} is not supported by dcode serve" + (f"; {instead}" if instead else ""))
     stream = data.get("stream", False)
     if not isinstance(stream, bool):
         raise InputError("stream must be true or false")

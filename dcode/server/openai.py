@@ -99,7 +99,15 @@ def models(name: str) -> dict:
     return {"object": "list", "data": [model_object(name)]}
 
 
-def not_found(name: str, served: str) -> dict:
-    """OpenAI's error shape (the client reads error.message), with our stable code."""
-    return {"error": {"code": "not_found", "message": f"no model {name!r}; this server serves {served!r}",
-                      "type": "invalid_request_error"}}
+def unknown_model(data: Any, served: str) -> str | None:
+    """The `model` a /v1/completions request names when this server does not run it (OpenAI
+    answers 404 for it rather than quietly using another); None when it names this one or none."""
+    name = data.get("model") if isinstance(data, dict) else None
+    return name if name is not None and name != served else None
+
+
+def not_found(name: Any, served: str) -> dict:
+    """OpenAI's error for a model it does not have (404, code `model_not_found`; the client reads
+    error.message)."""
+    return {"error": {"code": "model_not_found", "message": f"the model {name!r} does not exist here; this server "
+                      f"runs {served!r}", "type": "invalid_request_error", "param": "model"}}

@@ -5,6 +5,9 @@ Recipes (`--recipe`), compared at small scale before the long run (see dcode/tra
      file header, the prefix) is read causally, as the base was pretrained, so its keys/values
      are exact and reusable; the hole attends to everything. Shifted logits reuse the base's head.
   b  Dream-style: all attention bidirectional, shifted logits.
+  anchored  the drafter of an anchored model (dcode.diffusion.anchored, dcode.train.drafting):
+     the frozen base reads the context, blocks of masked slots after a token learn the base's
+     next-token distributions; only the blocks run through the adapter.
 
 Each example is one file of the training packages with one hole cut out of it: a single line,
 2-24 whole lines, a whole function body, or a span of characters that starts and ends mid-line.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import random
 import re
@@ -46,6 +50,7 @@ from dcode.model.lora import ADDED_ROWS, AdapterConfig, adapter_tensors, attach,
 from dcode.model.tokenizer import Tokenizer
 from dcode.model.transformer import Transformer
 from dcode.sources.packages import SourceFile, cap_files, collect_files, discover_packages, is_validation
+from dcode.train.drafting import DraftStream, draft_loss
 from dcode.train.run import TrainState, _Progress, lr_at, peak_flops, train_flops_per_token
 
 HOLE_KINDS = ("line", "lines", "body", "span")
@@ -87,6 +92,8 @@ class AdaptConfig:
     roots: list[str] | None = None  # source roots (default: this Python's stdlib and site-packages)
     heldout: str | None = None  # heldout.json whose packages never train (default: the base dir's)
     init: str | None = None  # continue from this exported adapter (same rank)
+    draft_tokens: int = 8  # recipe anchored: rows per drafting block
+    cuts: int = 12  # recipe anchored: blocks per window
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -250,18 +257,40 @@ def hole_loss(net: Transformer, batch: Batch, recipe: str) -> tuple[Tensor, Tens
     return (ce * w).sum() / holes, ce.mean().detach()
 
 
-def _to(batch: Batch, device: torch.device) -> Batch:
-    return Batch(*(t.to(device, non_blocking=True) for t in dataclasses.astuple(batch)))
+def _to(batch, device: torch.device):
+    """A batch (a dataclass of tensors) on `device`."""
+    return type(batch)(*(t.to(device, non_blocking=True) for t in dataclasses.astuple(batch)))
+
+
+@dataclass
+class Objective:
+    """What a recipe trains on: its batch stream (files, seed), its loss (the loss and a second
+    figure, named `metric`, to log beside it)."""
+
+    stream: Callable[[list[SourceFile], int], torch.utils.data.IterableDataset]
+    loss: Callable[[Transformer, object], tuple[Tensor, Tensor]]
+    metric: str
+
+
+def objective_for(cfg: AdaptConfig, tok: Tokenizer, base: Transformer | None) -> Objective:
+    """Hole recipes (a, b) train on masked holes; `anchored` trains a drafter against `base`."""
+    if cfg.recipe == "anchored":
+        assert base is not None
+        return Objective(
+            lambda files, seed: DraftStream(files, tok, cfg.seq_len, cfg.batch_size, cfg.cuts, cfg.draft_tokens, seed),
+            lambda net, batch: draft_loss(base, net, batch, cfg.draft_tokens, tok.mask_id), "accepted")
+    return Objective(lambda files, seed: HoleStream(files, tok, cfg, seed),
+                     lambda net, batch: hole_loss(net, batch, cfg.recipe), "masked_ce")
 
 
 @torch.no_grad()
-def validation_loss(net: Transformer, batches: list[Batch], recipe: str, device, autocast) -> tuple[float, float]:
-    """Mean (weighted loss, plain masked CE) over fixed held-out batches (same for every run)."""
+def validation_loss(net: Transformer, batches: list, objective: Objective, device, autocast) -> tuple[float, float]:
+    """Mean (loss, the objective's metric) over fixed held-out batches (same for every run)."""
     net.eval()
     totals = [0.0, 0.0]
     for batch in batches:
         with autocast():
-            loss, plain = hole_loss(net, _to(batch, device), recipe)
+            loss, plain = objective.loss(net, _to(batch, device))
         totals[0] += loss.item()
         totals[1] += plain.item()
     net.train()
@@ -304,16 +333,20 @@ def continue_from(net: Transformer, acfg: AdapterConfig, model_dir: Path) -> dic
 def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None = None) -> TrainState:
     """Train the adapter; export it to `cfg.out_dir` every `save_minutes` and at the end, then
     call `on_export(out_dir)` (the GPU run copies each export out of the machine)."""
-    if cfg.recipe not in ("a", "b"):
-        raise InputError(f"unknown recipe {cfg.recipe!r} (a: causal context, b: bidirectional)")
+    if cfg.recipe not in ("a", "b", "anchored"):
+        raise InputError(f"unknown recipe {cfg.recipe!r} (a: causal context, b: bidirectional, anchored: a drafter)")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     base_dir, out = Path(cfg.base), Path(cfg.out_dir)
     gguf_path = locate_base(BaseManifest.load(base_dir), base_dir.name)
-    mcfg, state, tok = convert_base(gguf_path, causal_context=cfg.recipe == "a")
-    mcfg = dataclasses.replace(mcfg, max_seq_len=min(cfg.context, mcfg.max_seq_len))
+    anchored = cfg.recipe == "anchored"
+    mcfg, state, tok = convert_base(gguf_path, causal_context=cfg.recipe != "b")
+    mcfg = dataclasses.replace(mcfg, max_seq_len=min(cfg.context, mcfg.max_seq_len),
+                               decoder="anchored" if anchored else "diffusion")
     net = build_model(mcfg, tok, state, device="cpu", dtype="float32").net
+    base = build_model(mcfg, tok, state, device=device, dtype="float32").net.requires_grad_(False) if anchored else None
+    objective = objective_for(cfg, tok, base)
     acfg = AdapterConfig(base_vocab=mcfg.vocab_size - len(ADDED_TOKENS), rank=cfg.rank, alpha=cfg.alpha)
     params = attach(net, acfg)
     started_from = None
@@ -324,10 +357,8 @@ def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None 
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")
     train_files, val_files, val_names = split_sources(cfg, log)
-    val_stream = HoleStream(val_files, tok, cfg, seed=10_000 + cfg.seed)
-    vrng, vgen = random.Random(cfg.seed), torch.Generator().manual_seed(cfg.seed)
-    val_batches = [val_stream.batch(vrng, vgen) for _ in range(cfg.eval_batches)]
-    loader = torch.utils.data.DataLoader(HoleStream(train_files, tok, cfg, seed=cfg.seed), batch_size=None,
+    val_batches = list(itertools.islice(iter(objective.stream(val_files, 10_000 + cfg.seed)), cfg.eval_batches))
+    loader = torch.utils.data.DataLoader(objective.stream(train_files, cfg.seed), batch_size=None,
                                          num_workers=cfg.workers, pin_memory=device.type == "cuda")
     model = torch.compile(net) if cfg.compile else net
 
@@ -339,6 +370,8 @@ def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None 
 
     st = TrainState()
     flops_tok, peak = train_flops_per_token(mcfg, cfg.seq_len), peak_flops(device)
+    if anchored:  # the base only reads (a third of a training step), the drafted rows train
+        flops_tok *= 1 / 3 + cfg.cuts * cfg.draft_tokens / cfg.seq_len
     curve: list[dict] = []
     out.mkdir(parents=True, exist_ok=True)
     metrics = (out / "metrics.jsonl").open("a", encoding="utf-8")
@@ -353,10 +386,10 @@ def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None 
                 "val_curve": curve, "heldout_packages": val_names, "started_from": started_from, "trainable_parameters": trainable}
 
     def evaluate() -> None:
-        val, plain = validation_loss(net, val_batches, cfg.recipe, device, autocast)
+        val, plain = validation_loss(net, val_batches, objective, device, autocast)
         st.best_val = val if st.best_val is None else min(st.best_val, val)
-        curve.append({"step": st.step, "tokens": st.tokens_seen, "val_loss": round(val, 4), "val_masked_ce": round(plain, 4)})
-        log(f"step {st.step}: val loss {val:.4f}, masked CE {plain:.4f} ({st.tokens_seen:,} tokens)")
+        curve.append({"step": st.step, "tokens": st.tokens_seen, "val_loss": round(val, 4), f"val_{objective.metric}": round(plain, 4)})
+        log(f"step {st.step}: val loss {val:.4f}, {objective.metric} {plain:.4f} ({st.tokens_seen:,} tokens)")
         metrics.write(json.dumps(curve[-1]) + "\n")
         metrics.flush()
 
@@ -373,7 +406,7 @@ def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None 
                 group["lr"] = lr
             batch = _to(next(batches), device)
             with autocast():
-                loss, plain = hole_loss(model, batch, cfg.recipe)
+                loss, plain = objective.loss(model, batch)
             loss.backward()
             gnorm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip).item()
             opt.step()
@@ -385,7 +418,7 @@ def adapt(cfg: AdaptConfig, log=print, on_export: Callable[[Path], None] | None 
             progress.update(st)
             if st.step % cfg.log_every == 0:
                 tps = window_tokens / (time.perf_counter() - window_t)
-                record = {"step": st.step, "loss": round(loss.item(), 4), "masked_ce": round(plain.item(), 4), "lr": lr,
+                record = {"step": st.step, "loss": round(loss.item(), 4), objective.metric: round(plain.item(), 4), "lr": lr,
                           "grad_norm": round(gnorm, 3), "tokens": st.tokens_seen, "tok_s": round(tps)}
                 if peak:
                     record["mfu"] = round(tps * flops_tok / peak, 4)

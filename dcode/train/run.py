@@ -116,7 +116,31 @@ def make_optimizer(net: Transformer, cfg: TrainConfig, fused: bool) -> torch.opt
 # ---------------------------------------------------------------------------------------- metrics
 
 
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "4090": 165e12, "3090": 71e12, "V100": 125e12, "T4": 65e12}
+# Dense (no sparsity) bf16 tensor-core peaks, FLOPS, from NVIDIA's datasheets (GeForce: with FP32
+# accumulation, as torch's bf16 matmuls accumulate). A device name takes the first entry whose
+# words are all among its words, so the variants come before the plain name ("H100 PCIe" before
+# "H100") and "L4" does not claim an L40S. Left out on purpose: GPUs without bf16 tensor cores
+# (V100, T4: their 125 and 65 TFLOPS are fp16 figures; bf16 autocast does not use those units
+# there), which get no MFU rather than one against another precision's peak.
+PEAK_BF16_DENSE_FLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("H100", 989e12),
+    ("H200 NVL", 835e12), ("H200", 989e12),
+    ("A100", 312e12), ("A10", 125e12),
+    ("L40S", 362e12), ("L40", 181e12), ("L4", 121e12),
+    ("4090", 165e12), ("3090", 71e12),
+)
+
+
+@dataclass(frozen=True)
+class Peak:
+    """What an MFU figure is measured against, and the words that say so in a table."""
+
+    flops: float | None  # None: no MFU is reported
+    label: str
+
+    @property
+    def note(self) -> str:
+        return f"MFU against {self.label}" if self.flops else f"no MFU: {self.label}"
 
 
 def train_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
@@ -126,14 +150,23 @@ def train_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     return 6 * n + 12 * cfg.n_layers * cfg.dim * seq_len
 
 
-def peak_flops(device: torch.device) -> float | None:
+def bf16_peak(device_name: str) -> Peak:
+    """The dense bf16 peak of a CUDA device, by the name torch gives it."""
+    words = set(device_name.upper().replace("-", " ").split())
+    for key, flops in PEAK_BF16_DENSE_FLOPS:
+        if set(key.upper().split()) <= words:
+            return Peak(flops, f"{device_name}'s dense bf16 peak, {flops / 1e12:g} TFLOPS ({key} datasheet)")
+    return Peak(None, f"no dense bf16 peak known for {device_name}")
+
+
+def device_peak(device: torch.device) -> Peak:
     if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    for key, flops in PEAK_BF16_FLOPS.items():
-        if key in name:
-            return flops
-    return None
+        return Peak(None, f"peaks are known for CUDA GPUs only, not {device.type}")
+    return bf16_peak(torch.cuda.get_device_name(device))
+
+
+def peak_flops(device: torch.device) -> float | None:
+    return device_peak(device).flops
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -266,10 +299,10 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainState:
     train_sampler = WindowSampler(data_dir, "train", cfg.seq_len)
     val_sampler = WindowSampler(data_dir, "val", cfg.seq_len) if _has_split(data_dir, "val", cfg.seq_len) else None
     flops_tok = train_flops_per_token(mcfg, cfg.seq_len)
-    peak = peak_flops(device)
+    peak = device_peak(device)
     log(
         f"model: {mcfg.num_parameters() / 1e6:.2f}M params (dim {mcfg.dim}, {mcfg.n_layers} layers, ffn {mcfg.ffn_dim}), "
-        f"device {device}, train tokens {train_sampler.tokens:,}, start step {state.step}"
+        f"device {device}, train tokens {train_sampler.tokens:,}, start step {state.step}; {peak.note}"
     )
     metrics = (out_dir / "metrics.jsonl").open("a", encoding="utf-8")
     gen = torch.Generator()
@@ -314,8 +347,8 @@ def train(cfg: TrainConfig, resume: bool = False, log=print) -> TrainState:
                 record = {"step": state.step, "loss": round(loss_sum, 4), "masked_ce": round(plain_sum, 4), "lr": lr,
                           "grad_norm": round(grad_norm, 3), "tokens": state.tokens_seen, "tok_s": round(tps),
                           "elapsed_s": round(state.elapsed_s, 1)}
-                if peak:
-                    record["mfu"] = round(tps * flops_tok / peak, 4)
+                if peak.flops:
+                    record["mfu"] = round(tps * flops_tok / peak.flops, 4)
                 log(_fmt(record))
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()

@@ -11,8 +11,10 @@ import torch
 from typer.testing import CliRunner
 
 from dcode.bench import checks
-from dcode.bench.common import BenchContext
+from dcode.bench.common import BenchContext, met_word, target_status
+from dcode.bench.decoding import Row, against_targets, targets_line
 from dcode.bench.gpu import run_gpu_bench
+from dcode.bench.speed import targets_met
 from dcode.cli.app import app
 
 SECTIONS = ("correctness", "end_to_end", "speed", "step_7b", "training")
@@ -27,16 +29,34 @@ def quick_run(tmp_path_factory) -> tuple[dict, str]:
     return json.loads(out.read_text()), result.stdout
 
 
+def measured_targets(section: dict) -> list[bool]:
+    """Every `met` a timing section recorded, wherever it sits in the section's JSON."""
+    if isinstance(section, dict):
+        return ([section["met"]] if isinstance(section.get("met"), bool) else []) + \
+            [m for value in section.values() for m in measured_targets(value)]
+    if isinstance(section, list):
+        return [m for value in section for m in measured_targets(value)]
+    return []
+
+
 def test_quick_run_records_every_section(quick_run):
     report, table = quick_run
     assert report["quick"] is True and report["device"].startswith("CPU") and report["date"]
     assert list(report["sections"]) == list(SECTIONS)
-    for name, section in report["sections"].items():
-        assert section["status"] in ("ok", "fail", "skipped"), (name, section)
-        assert section["status"] != "skipped" or section["reason"]
-        assert f"[{name}]" in table
-    assert report["sections"]["step_7b"]["rows"][0]["cached_ms"] > 0
-    assert report["sections"]["training"]["runs"]["dcode-mini"]["tokens_per_s"] > 0
+    sections = report["sections"]
+    # The checks pass on CPU; nothing is skipped for time in a quick run.
+    assert sections["correctness"]["status"] == sections["end_to_end"]["status"] == "ok"
+    for name in ("speed", "step_7b", "training"):
+        met = measured_targets(sections[name])
+        assert sections[name]["status"] == ("ok" if all(met) else "missed"), (name, met)
+        assert f"[{name}] {sections[name]['status']} (" in table
+    assert table.count("NOT met") == sum(not m for name in ("speed", "step_7b", "training")
+                                         for m in measured_targets(sections[name]))
+    assert sections["step_7b"]["rows"][0]["cached_ms"] > 0
+    training = sections["training"]["runs"]["dcode-mini"]
+    assert training["tokens_per_s"] > 0
+    assert training["mfu"] is None and training["met"] is None  # no peak on a CPU: no MFU, no verdict
+    assert "no MFU: peaks are known for CUDA GPUs only, not cpu" in table
 
 
 def test_quick_run_compares_logits_and_records_skips(quick_run):
@@ -47,7 +67,7 @@ def test_quick_run_compares_logits_and_records_skips(quick_run):
     assert models["dcode-mini"]["device_bf16_vs_cpu"]["argmax_agree"] > 0.9
     assert models["dcode-small"]["skipped"]
     runs = report["sections"]["end_to_end"]["runs"]
-    assert runs["complete"]["ok"] and runs["fill"]["changed"]
+    assert runs["complete"]["ok"] and runs["fill"]["ok"] and runs["refine"]["ok"]
     assert "CUDA only" in runs["oom"]["skipped"]
     speed = report["sections"]["speed"]["models"]["dcode-mini"]
     assert speed["holes"]["single-line"]["rows"][0]["name"] == "1 token/pass"
@@ -120,3 +140,28 @@ def test_a_json_path_that_cannot_be_written_is_a_one_line_error_before_any_secti
     assert result.exit_code == 2
     assert result.stderr.startswith(f"dcode: error: {tmp_path / 'file' / 'b.json'}: cannot write the results")
     assert "[correctness]" not in result.stdout
+
+
+def rows_at(threshold_tok_s: float, threshold_exact: float) -> list[Row]:
+    """One token per pass at 10 tokens/s and 50% exact, and one threshold schedule."""
+    return [Row("1 token/pass", 100, 100, 10.0, [], exact=50.0),
+            Row("threshold 0.9, no cache", 100, 30, 1.0, [], exact=50.0),  # fastest, but not a cached schedule
+            Row("threshold 0.9", 100, 40, 100 / threshold_tok_s, [], exact=threshold_exact)]
+
+
+@pytest.mark.parametrize("tok_s, exact, met", [(60.0, 50.0, True), (25.0, 50.0, False), (60.0, 48.0, False)],
+                         ids=["6x, no loss", "2.5x", "6x, 2 points lost"])
+def test_a_missed_speed_target_reads_as_missed(tok_s, exact, met):
+    target = against_targets(rows_at(tok_s, exact))
+    assert target["best"] == "threshold 0.9" and target["met"] is met
+    assert targets_line(target).endswith(": met" if met else ": NOT met")
+    models = {"dcode-mini": {"holes": {"single-line": {"target": target}, "whole-function": {"skipped": "none"}},
+                             "complete": {"met": True}}}
+    assert target_status(targets_met(models)) == ("ok" if met else "missed")
+
+
+def test_a_section_status_counts_only_measured_targets():
+    assert target_status([True, None, True]) == "ok"
+    assert target_status([None]) == "ok"  # nothing to miss (no MFU on a CPU); its line says so
+    assert target_status([True, False, None]) == "missed"
+    assert (met_word(True), met_word(False), met_word(None)) == ("met", "NOT met", "no target measured")

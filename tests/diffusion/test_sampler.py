@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from dcode.diffusion.engine import (
     Completion,
@@ -16,7 +17,7 @@ from dcode.diffusion.engine import (
     refine,
     refine_stream,
 )
-from dcode.diffusion.sampler import Canvas, DecodeOptions, HoleState, denoise
+from dcode.diffusion.sampler import Canvas, DecodeOptions, HoleState, commit_count, denoise
 from tests.conftest import FIXTURES
 
 
@@ -101,6 +102,57 @@ def test_fixed_schedule(scripted, k):
     _, states = run_canvas(model, [5], 16, [7], DecodeOptions(tokens_per_step=k), grow=False)
     assert states[-1].stats.forward_passes == math.ceil(16 / k)
     assert [s.masked for s in states[:-1]] == [max(0, 16 - k * (i + 1)) for i in range(len(states) - 1)]
+
+
+def slot_rule(confidences: list[float], token: int = 40):
+    """A rule for a canvas `[5] + hole + [7]`: hole slot i is proposed `token` with confidences[i]."""
+    return lambda p, c: (token, confidences[p - 1]) if 1 <= p <= len(confidences) else (token, 0.5)
+
+
+def committed_slots(state: HoleState) -> set[int]:
+    return {i for i, t in enumerate(state.tokens) if t != state.mask_id}
+
+
+def test_each_pass_commits_the_most_confident_proposals(scripted):
+    """LLaDA's low-confidence remasking: a pass commits the k proposals the model is surest of, so
+    the hole fills in order of falling confidence, wherever those slots are."""
+    confidences = [0.3, 0.9, 0.5, 0.2, 0.7, 0.8, 0.4, 0.6]
+    model = scripted(slot_rule(confidences))
+    _, states = run_canvas(model, [5], 8, [7], DecodeOptions(tokens_per_step=2, threshold=None), grow=False)
+    by_confidence = sorted(range(8), key=lambda i: -confidences[i])
+    assert [committed_slots(s) for s in states[:4]] == [set(by_confidence[: 2 * (n + 1)]) for n in range(4)]
+    # Each slot keeps the confidence it was committed with (what refine re-masks by).
+    first = states[0]
+    assert sorted(round(first.confidences[i], 2) for i in committed_slots(first)) == [0.8, 0.9]
+
+
+def test_a_threshold_pass_commits_exactly_the_slots_above_it(scripted):
+    confidences = [0.95, 0.3, 0.8, 0.5, 0.99, 0.2]
+    model = scripted(slot_rule(confidences))
+    _, states = run_canvas(model, [5], 6, [7], DecodeOptions(threshold=0.7), grow=False)
+    assert committed_slots(states[0]) == {0, 2, 4}
+    assert committed_slots(states[1]) == {0, 2, 4, 3}  # then the best of the rest: at least one per pass
+
+
+def test_a_confidence_exactly_on_the_threshold_is_committed(scripted):
+    """`--threshold t` commits every slot at least t confident: one exactly at t is in."""
+    model = scripted(slot_rule([0.8, 0.6, 0.8, 0.6, 0.8]))
+    # The confidences as the sampler computes them (softmax in float32), read from one full pass.
+    _, (seen, *_) = run_canvas(model, [5], 5, [7], DecodeOptions(tokens_per_step=5, threshold=None), grow=False)
+    on_threshold = seen.confidences[0]
+    assert seen.confidences[2] == seen.confidences[4] == on_threshold > seen.confidences[1]
+    _, states = run_canvas(model, [5], 5, [7], DecodeOptions(threshold=on_threshold), grow=False)
+    assert committed_slots(states[0]) == {0, 2, 4}
+
+
+def test_commit_count_rules():
+    conf = torch.tensor([0.5, 0.25, 0.75, 0.5])  # exact in float32
+    assert commit_count(conf, DecodeOptions(threshold=0.5), 4, 0) == 3  # >=: both 0.5s count
+    assert commit_count(conf, DecodeOptions(threshold=0.9), 4, 0) == 1  # none above: still one
+    assert commit_count(conf, DecodeOptions(tokens_per_step=3, threshold=None), 4, 0) == 3
+    assert commit_count(conf, DecodeOptions(tokens_per_step=9, threshold=None), 4, 0) == 4  # no more than proposed
+    # A cap of 4 passes with 2 done and 10 masked: at least ceil(10 / 2) this pass.
+    assert commit_count(torch.full((10,), 0.1), DecodeOptions(threshold=0.9, steps=4), 10, 2) == 5
 
 
 def test_steps_cap(scripted):

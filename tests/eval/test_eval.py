@@ -3,6 +3,7 @@ the engine-backed predictor, and `dcode eval --limit 5` on the shipped model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sysconfig
 from pathlib import Path
@@ -11,10 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from dcode.eval.harness import (
+    Summary,
+    TaskResult,
     char_similarity,
     empty_predictor,
     evaluate,
     exact_match,
+    ltr_predictor,
+    markdown_table,
     model_predictor,
     oracle_predictor,
     run_tests,
@@ -83,13 +88,36 @@ def test_functional_runner_catches_wrong_code_and_hangs() -> None:
 
 
 def test_model_predictor_runs_the_engine(tiny_model, tasks: list[InfillTask]) -> None:
-    from dcode.diffusion.engine import DecodeOptions
+    from dcode.diffusion.engine import DecodeOptions, infill
 
-    # A random tiny model never writes a pad, so bound the hole to keep this fast.
-    predict = model_predictor(tiny_model, lambda task: DecodeOptions(tokens_per_step=4, max_tokens=8, initial_tokens=8))
-    results = evaluate([tasks[0], tasks[-1]], predict)
-    assert all(r.forward_passes >= 1 for r in results)
-    assert all(r.tokens >= 0 and r.wall_s > 0 for r in results)
+    # A random tiny model never writes a pad: an 8-slot hole, 4 tokens a pass, is 8 tokens in 2 passes.
+    options = DecodeOptions(tokens_per_step=4, max_tokens=8, initial_tokens=8)
+    results = evaluate([tasks[0], tasks[-1]], model_predictor(tiny_model, lambda task: options))
+    for task, result in zip([tasks[0], tasks[-1]], results):
+        assert (result.tokens, result.forward_passes) == (8, 2) and result.wall_s > 0
+        # What is scored is the engine's own fill of the task's hole (greedy: the same every time).
+        assert result.predicted == infill(tiny_model, task.prefix, task.suffix, path=task.path, options=options).text
+        assert result.exact == exact_match(result.predicted, task.expected)
+
+
+def test_ltr_predictor_reads_only_the_prefix_within_the_tasks_bound(tiny_model, tasks: list[InfillTask]) -> None:
+    bounds = {"single": 3, "multi": 7}
+    asked: list[str] = []
+
+    def max_tokens_for(task: InfillTask) -> int:
+        asked.append(task.id)
+        return bounds[task.kind]
+
+    predict = ltr_predictor(tiny_model, max_tokens_for)
+    single = next(t for t in tasks if t.kind == "single")
+    multi = next(t for t in tasks if t.kind == "multi")
+    for task in (single, multi):
+        prediction = predict(task)
+        assert 0 <= prediction.tokens <= bounds[task.kind] and prediction.forward_passes >= 1
+        # Left to right: the text after the hole is never read.
+        elsewhere = dataclasses.replace(task, suffix="raise SystemExit(1)\n", full_suffix="raise SystemExit(1)\n")
+        assert predict(elsewhere).text == prediction.text
+    assert asked == [single.id, single.id, multi.id, multi.id]  # each task's own bound, every time
 
 
 def test_eval_command_on_the_shipped_model(tmp_path: Path) -> None:
@@ -102,5 +130,30 @@ def test_eval_command_on_the_shipped_model(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     counts = {s["kind"]: s["n"] for s in report["summary"]}
     assert counts == {"single": 5, "multi": 5, "functional": 5}
-    assert all(r["forward_passes"] >= 1 for r in report["results"])
-    assert "exact" in result.output
+    results = [TaskResult(**r) for r in report["results"]]
+    assert all(r.forward_passes >= 1 for r in results)
+    # Every hole's scores are those of its prediction, and the summary is made of them.
+    for r in results:
+        assert r.exact == exact_match(r.predicted, r.expected)
+        assert r.similarity == round(char_similarity(r.predicted, r.expected), 4)
+        assert (r.passed is not None) == (r.kind == "functional")
+    assert [dataclasses.asdict(s) for s in summarize(results)] == report["summary"]
+    # The table shows those figures (exact match of each kind, as a percentage).
+    for s in report["summary"]:
+        assert f"{s['exact']:.1%}" in result.output
+    # dcode-mini writes no held-out line exactly (weights/dcode-mini/README.md): a regression
+    # that suddenly scores it perfectly means the scoring broke, not that the model improved.
+    assert all(s["exact"] < 1.0 and 0.0 <= s["similarity"] < 1.0 for s in report["summary"])
+
+
+def test_the_model_card_table_has_a_row_per_kind_with_its_figures() -> None:
+    rows = [Summary("single", 50, 0.125, 0.5, 0.98, None, 3.25, 1.5, 12.04),
+            Summary("functional", 24, 0.0, 0.25, 1.0, 0.0417, 7.0, 2.0, 30.0)]
+    lines = markdown_table(rows).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert header == ["holes", "n", "exact match", "char similarity", "parses", "tests pass",
+                      "forward passes / hole", "tokens / forward", "wall s (total)"]
+    assert lines[1].count("|") == lines[0].count("|")
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
+    assert cells == [["single", "50", "12.5%", "0.500", "98.0%", "-", "3.2", "1.50", "12.0"],
+                     ["functional", "24", "0.0%", "0.250", "100.0%", "4.2%", "7.0", "2.00", "30.0"]]

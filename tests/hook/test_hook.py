@@ -503,3 +503,36 @@ def test_a_replaced_hook_still_runs_after_dcodes_and_can_stop_the_commit(repo, m
     done = subprocess.run(["git", "commit", "-q", "-m", "two"], cwd=repo, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "lint ran" in done.stderr  # the old hook's verdict still counts
     assert git(repo, "log", "--format=%s").split() == ["one"]
+
+
+def test_a_reviewed_fix_is_proposed_not_said_to_be_fixed_until_written(repo, emitting, monkeypatch, capsys):
+    path = stage(repo, "calc.py", BROKEN)
+    code, messages, _ = hook(Loader(emitting(REPAIR)), review=review_with(monkeypatch, "k\n"))
+    assert code == 1 and path.read_text(encoding="utf-8") == BROKEN  # kept pending: nothing written
+    assert "proposed fix for calc.py: syntax error at lines 4-5" in messages
+    assert "fixed calc.py" not in messages
+    code, messages, _ = hook(Loader(emitting(REPAIR)), review=review_with(monkeypatch, "a\n"))
+    assert path.read_text(encoding="utf-8") == FIXED
+    assert "applied to calc.py" in capsys.readouterr().err and "fixed calc.py" not in messages
+
+
+def test_the_hook_runs_the_model_on_the_threads_setting(repo, emitting, monkeypatch):
+    import torch
+    from typer.testing import CliRunner
+
+    from dcode.cli.app import app
+    from dcode.model.paths import default_model_dir
+
+    stage(repo, "calc.py", BROKEN)
+    monkeypatch.setenv("DCODE_MODEL", str(default_model_dir()))
+    monkeypatch.setenv("DCODE_THREADS", "1")
+    model = emitting(REPAIR)
+    monkeypatch.setattr("dcode.model.loader.load_model", lambda *args, **kwargs: model)  # the session's load, its model
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = CliRunner().invoke(app, ["hook", "check", "--no-server", "--attempts", "1", "--warn-only"])
+        assert result.exit_code in (0, 1), result.output
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

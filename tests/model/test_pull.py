@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 from dcode.cli.app import app
 from dcode.errors import ModelError
 from dcode.model import base
-from dcode.model.base import BaseManifest, base_cache_dir, base_path, locate_base, pull_base
+from dcode.model.base import BaseManifest, base_path, locate_base, pull_base
+from dcode.model.paths import base_cache_dir
 from tests.conftest import REPO_ROOT
 
 PACKAGE = "dcode-test-base"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +16,7 @@ class Fault:
     """What the next request gets instead of an answer."""
 
     status: int = 200
-    delay_s: float = 0.0
+    hang: bool = False  # never answer (until the fake server closes): a timeout must end the wait
     body: str | None = None  # raw body (e.g. malformed JSON) instead of the answer
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -47,6 +46,7 @@ class FakeOpenAI:
                 length = int(self.headers.get("Content-Length") or 0)
                 fake.handle(self, json.loads(self.rfile.read(length) or b"{}"))
 
+        self.closed = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -56,6 +56,7 @@ class FakeOpenAI:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
+        self.closed.set()  # hung requests give up
         self.server.shutdown()
         self.server.server_close()
 
@@ -63,8 +64,8 @@ class FakeOpenAI:
         self.requests.append((handler.path, body or {}))
         self.authorizations.append(handler.headers.get("Authorization"))
         fault = self.faults.pop(0) if self.faults else Fault()
-        if fault.delay_s:
-            time.sleep(fault.delay_s)
+        if fault.hang:
+            self.closed.wait()
         status, payload = (fault.status, fault.body) if fault.body is not None or fault.status != 200 else \
             self.answer(handler.path, body)
         if payload is None:

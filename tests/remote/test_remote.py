@@ -17,10 +17,11 @@ from dcode.diffusion.engine import line_bounds
 from dcode.diffusion.sampler import DecodeOptions
 from dcode.errors import InputError, ModelError, NoEditError
 from dcode.remote.http import HttpClient
-from dcode.remote.model import connect
+from dcode.remote.model import ESTIMATED_COUNTS, connect
 from dcode.remote.pieces import PieceTokenizer, carry
 from dcode.remote.protocols import hole_in_reply
 from dcode.settings import Settings, load_settings
+from dcode.workflow import Request, context_for, resolve
 from fake_openai import Fault, FakeOpenAI
 
 FILE = 'def add(a, b):\n    """Return the sum."""\n    # dcode: fill\n\n\nprint(add(1, 2))\n'
@@ -78,7 +79,7 @@ def test_persistent_5xx_is_a_model_error_after_the_retries(fake):
 
 
 def test_a_slow_server_is_a_timeout_not_a_hang(fake):
-    fake.faults = [Fault(delay_s=2.0)]
+    fake.faults = [Fault(hang=True)]
     http, waits = client(fake.url, timeout=0.2)
     with pytest.raises(ModelError, match=r"did not answer /v1/models within 0.2 s"):
         http.get("/v1/models")
@@ -261,6 +262,20 @@ def test_context_budgets_with_the_endpoints_model(repo, fake):
     assert "/v1/completions" not in [path for path, _ in fake.requests]  # asked what it is, nothing generated
 
 
+def test_context_is_counted_in_the_servers_tokens_or_says_it_is_an_estimate(repo, fake):
+    fake.routes["/props"] = lambda body: {"default_generation_settings": {"n_ctx": 2048}, "model_path": "q.gguf"}
+    fake.routes["/tokenize"] = lambda body: {"tokens": list(range(len(body["content"]) // 2))}
+    llama = connect(settings(fake.url))
+    assert llama.count_tokens("abcdefgh") == 4 and llama.counts_exactly  # llama.cpp's /tokenize
+    _, result = context_for(resolve(Request("m.py")), llama, Settings())
+    assert ESTIMATED_COUNTS not in result.notes
+    del fake.routes["/props"], fake.routes["/tokenize"]
+    openai = connect(settings(fake.url))  # OpenAI's API has no tokenizer
+    assert openai.count_tokens("ab cd") == len(PieceTokenizer().encode("ab cd")) and not openai.counts_exactly
+    _, result = context_for(resolve(Request("m.py")), openai, Settings())
+    assert ESTIMATED_COUNTS in result.notes
+
+
 def test_fill_through_openai_chat_with_an_instruction(repo, fake, monkeypatch):
     monkeypatch.setenv("DCODE_PROTOCOL", "openai-chat")
     result = dcode("--endpoint", fake.url, "fill", "m.py", "-i", "add them", "--yes", "--no-live")
@@ -274,10 +289,12 @@ def test_fill_through_openai_chat_with_an_instruction(repo, fake, monkeypatch):
 @pytest.mark.parametrize("fault, message", [
     (Fault(body="<html>oops"), "malformed reply"),
     (Fault(500), "HTTP 500 after"),
-    (Fault(delay_s=1.5), "did not answer /v1/completions within 0.3 s"),
+    (Fault(hang=True), "did not answer /v1/completions within 2 s"),
 ])
 def test_server_failures_are_one_line_and_exit_3_with_no_fallback(repo, fake, monkeypatch, fault, message):
-    monkeypatch.setenv("DCODE_TIMEOUT", "0.3")
+    # The timeout also bounds protocol detection, which must answer within it on a loaded machine:
+    # 2 s is ample for a local server, and the completion that hangs never answers at all.
+    monkeypatch.setenv("DCODE_TIMEOUT", "2")
     monkeypatch.setattr("dcode.remote.http.BACKOFF_S", 0.0)
     fake.faults = [Fault(), Fault()] + [fault] * 4  # detection (/props, /v1/models) answers; the completion fails
     result = dcode("--endpoint", fake.url, "fill", "m.py", "--no-live")

@@ -1,6 +1,7 @@
 """`dcode --endpoint` against a real `dcode serve` (a subprocess with the shipped model, behind a
 token): the dcode protocol is detected, confidences come back, refine works in place, the hook
-goes through it, and a missing key is one line and exit 3."""
+goes through it, the context is the one a local model gets, and a missing key is one line and
+exit 3."""
 
 from __future__ import annotations
 
@@ -14,13 +15,25 @@ from pathlib import Path
 import pytest
 
 from dcode.diffusion.sampler import DecodeOptions
+from dcode.model.loader import load_model
 from dcode.remote.model import connect
 from dcode.settings import Settings
+from dcode.workflow import Request, context_for, resolve
+from test_remote import FILE
 from test_remote import dcode as run_cli
 from test_remote import free_port, repo  # noqa: F401 (repo is a fixture)
 from tests.conftest import REPO_ROOT
 
 TOKEN = "team-secret"
+STARTUP_S = 120.0  # a loaded 2-core machine takes several seconds to start it; this is a hang
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
 
 
 def env_for(tmp: Path) -> dict[str, str]:
@@ -38,14 +51,13 @@ def server(tmp_path_factory):
                             env=env_for(tmp), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):  # the model loads before the server answers
+        deadline = time.monotonic() + STARTUP_S  # the model loads before the server answers
+        while not healthy(url):
             if proc.poll() is not None:
                 pytest.fail(f"dcode serve exited: {proc.stderr.read() if proc.stderr else ''}")
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.25)
+            if time.monotonic() > deadline:
+                pytest.fail(f"dcode serve did not answer /health within {STARTUP_S:g} s")
+            time.sleep(0.25)
         yield url
     finally:
         proc.terminate()
@@ -109,3 +121,19 @@ def test_a_missing_key_is_one_line_and_exit_3(server, repo):
     assert done.output.strip().splitlines() == [
         f"dcode: error: {server}/props: HTTP 401, the server refused the API key (set DCODE_API_KEY): "
         "missing or wrong bearer token"]
+
+
+def test_the_same_request_gathers_the_same_context_locally_and_through_dcode_serve(server, repo):
+    # A file longer than dcode-mini's window: the prefix and suffix are cut, so how their tokens
+    # are counted decides what the model sees. A server's model is counted in its own tokens.
+    body = "".join(f"def step_{i}(values):\n    return [v * {i} + {i} for v in values if v]\n\n\n" for i in range(40))
+    (repo / "m.py").write_text(body + FILE + body, encoding="utf-8")
+    local = load_model(device="cpu")  # the shipped model, which the server runs
+    remote = connect(Settings(endpoint=server, api_key=TOKEN))
+    assert remote.name == local.name and remote.config.max_seq_len == local.config.max_seq_len
+    target = resolve(Request("m.py"))
+    _, here = context_for(target, local, Settings())
+    _, there = context_for(target, remote, Settings())
+    assert here.truncated and remote.counts_exactly
+    assert (there.prefix, there.suffix) == (here.prefix, here.suffix)
+    assert [(c.path, c.text) for c in there.chunks] == [(c.path, c.text) for c in here.chunks]

@@ -78,3 +78,19 @@ def test_words_after_the_target_are_the_instruction(tmp_path, monkeypatch, shipp
     pending = json.loads((root / ".git" / "dcode" / "pending.json").read_text())
     assert pending["instruction"] == "say hello politely"
     assert pending["kind"] == "marker"  # greet's body holds a marker: the hole is the marker's line
+
+
+def test_the_session_runs_the_model_on_the_threads_setting(tmp_path, monkeypatch, shipped_model):
+    import torch
+
+    make_repo(tmp_path, monkeypatch, shipped_model)
+    monkeypatch.setenv("DCODE_THREADS", "1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with create_pipe_input() as pipe:
+            Shell({"model": str(shipped_model), "device": "cpu"}, Console(file=io.StringIO()), input=pipe,
+                  output=DummyOutput()).ensure_model()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -14,7 +14,7 @@ from dcode.model.tokenizer import Tokenizer
 from dcode.train.corpus import CorpusOptions, build_corpus
 from dcode.train.export import CardInputs, export_model, write_model_card
 from dcode.train.objective import MixConfig, TokenInfo, corrupt, line_starts, make_hole, masked_logits
-from dcode.train.run import TrainConfig, load_training_checkpoint, train
+from dcode.train.run import TrainConfig, bf16_peak, device_peak, load_training_checkpoint, train
 
 from test_corpus import make_dist, module_source
 
@@ -173,3 +173,27 @@ def test_a_fine_tuned_export_records_what_it_started_from(corpus: Path, tmp_path
     export_model(tmp_path / "run", corpus, tmp_path / "base")
     base_card = write_model_card(CardInputs(tmp_path / "base", None, "eval", "train", "corpus", "export")).read_text()
     assert f"**4 steps, {first.tokens_seen:,} tokens seen**" in base_card and "this run" not in base_card
+
+
+@pytest.mark.parametrize("name, tflops", [
+    ("NVIDIA H200", 989), ("NVIDIA H100 80GB HBM3", 989), ("NVIDIA H100 PCIe", 756), ("NVIDIA A100-SXM4-80GB", 312),
+    ("NVIDIA A10", 125), ("NVIDIA L40S", 362), ("NVIDIA L4", 121), ("NVIDIA GeForce RTX 4090", 165),
+])
+def test_mfu_is_measured_against_the_devices_dense_bf16_peak(name, tflops):
+    peak = bf16_peak(name)
+    assert peak.flops == tflops * 1e12
+    assert peak.note.startswith(f"MFU against {name}'s dense bf16 peak, {tflops} TFLOPS (")
+
+
+@pytest.mark.parametrize("name", ["Tesla V100-SXM2-16GB", "Tesla T4", "NVIDIA A10G", "NVIDIA B200"])
+def test_no_mfu_without_a_known_bf16_peak(name):
+    """A V100's 125 TFLOPS and a T4's 65 are fp16 figures (they have no bf16 tensor cores): no MFU
+    rather than one against another precision's peak; an unknown GPU, or a name that only
+    contains a known one (A10G is not an A10), gets none either."""
+    peak = bf16_peak(name)
+    assert peak.flops is None and peak.note == f"no MFU: no dense bf16 peak known for {name}"
+
+
+def test_no_mfu_on_a_cpu():
+    assert device_peak(torch.device("cpu")).flops is None
+

@@ -1,0 +1,24 @@
+"""`dcode bench speed` on a tiny model: every schedule runs, and the targets read as met or missed
+by the figures printed beside them."""
+
+from __future__ import annotations
+
+import re
+
+from dcode.bench.decoding import COMPLETE_P50_TARGET_MS, EXACT_LOSS_TARGET, SCHEDULES, SPEEDUP_TARGET, run_speed_bench
+
+
+def test_the_speed_bench_says_whether_each_target_is_met(emitting):
+    # A model that fills every hole with one short line and then pads: quick at every schedule.
+    table = run_speed_bench(emitting("    return 1\n"), limit=1)
+    assert all(f"\n{name:<28} " in table for name, _ in SCHEDULES)
+    line = next(line for line in table.splitlines() if line.startswith("fastest threshold schedule, "))
+    figures = re.search(r": ([\d.]+)x the tokens/s of 1 token/pass, (-?[\d.]+) points of exact match lost "
+                        rf"\(target >= {SPEEDUP_TARGET:g}x, <= {EXACT_LOSS_TARGET:g}\): (met|NOT met)$", line)
+    assert figures, line
+    speedup, loss, verdict = float(figures[1]), float(figures[2]), figures[3]
+    assert verdict == ("met" if speedup >= SPEEDUP_TARGET and loss <= EXACT_LOSS_TARGET else "NOT met")
+    complete = [line for line in table.splitlines() if line.startswith("complete")]
+    assert complete == ["complete: skipped (no held-out file of 480 tokens)"] or \
+        complete[-1].endswith(f"(target < {COMPLETE_P50_TARGET_MS:g} ms): met") or complete[-1].endswith(": NOT met")
+    assert table.endswith("7B-shape forward step: skipped (needs a CUDA GPU)")
