@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from dcode.diffusion.completion import Completion, Prompt, carry_confidences, line_bounds
+from dcode.diffusion.completion import Completion, Prompt, carry_confidences, last_completion, line_bounds
 from dcode.diffusion.holes import (HoleShape, anchored_prompt, block_ended, hole_shape, indent_of, nth_line_end,
                                    trim_blank_tail)
 from dcode.diffusion.sampler import DecodeOptions, DecodeStats, HoleState, propose
@@ -430,8 +430,4 @@ def anchored_refine_stream(
 
 
 def anchored_infill(model: LoadedModel, prefix: str, suffix: str, **kwargs) -> Completion:
-    result = None
-    for result in anchored_infill_stream(model, prefix, suffix, **kwargs):
-        pass
-    assert isinstance(result, Completion)
-    return result
+    return last_completion(anchored_infill_stream(model, prefix, suffix, **kwargs))

@@ -4,9 +4,10 @@ two helpers: shared by the diffusion loop (engine) and the anchored decoder."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from dcode.diffusion.sampler import DecodeStats
+from dcode.diffusion.sampler import DecodeStats, HoleState
 from dcode.errors import InputError
 
 
@@ -75,3 +76,12 @@ def line_bounds(text: str, first: int, last: int) -> tuple[int, int]:
         raise InputError(f"lines {first}-{last} are outside the proposal (it has {n_lines} lines)")
     starts = [0] + [i + 1 for i, ch in enumerate(text) if ch == "\n"]
     return starts[first - 1], starts[last] if last < len(starts) else len(text)
+
+
+def last_completion(stream: Iterator[HoleState | Completion]) -> Completion:
+    """Run a decoding stream to its end: its last item, the Completion."""
+    result = None
+    for result in stream:
+        pass
+    assert isinstance(result, Completion)
+    return result

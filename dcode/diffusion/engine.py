@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Sequence
 
 from dcode.diffusion.anchored import anchored_infill_stream, anchored_prompt, anchored_refine_stream, prompt_budget
-from dcode.diffusion.completion import Completion, Prompt, carry_confidences, heal, line_bounds
+from dcode.diffusion.completion import Completion, Prompt, carry_confidences, heal, last_completion, line_bounds
 from dcode.diffusion.sampler import Canvas, DecodeOptions, DecodeStats, HoleState, denoise
 from dcode.errors import InputError
 from dcode.model.loaded import LoadedModel
@@ -339,21 +339,13 @@ def _line_token_range(model: LoadedModel, ids: list[int], lines: tuple[int, int]
     return covered[0], covered[-1] + 1
 
 
-def _last(stream: Iterator[HoleState | Completion]) -> Completion:
-    result = None
-    for result in stream:
-        pass
-    assert isinstance(result, Completion)
-    return result
-
-
 def infill(model: LoadedModel, prefix: str, suffix: str, **kwargs) -> Completion:
-    return _last(infill_stream(model, prefix, suffix, **kwargs))
+    return last_completion(infill_stream(model, prefix, suffix, **kwargs))
 
 
 def generate(model: LoadedModel, prompt: str | list[int], options: DecodeOptions | None = None) -> Completion:
-    return _last(generate_stream(model, prompt, options))
+    return last_completion(generate_stream(model, prompt, options))
 
 
 def refine(model: LoadedModel, prefix: str, suffix: str, draft: Completion, **kwargs) -> Completion:
-    return _last(refine_stream(model, prefix, suffix, draft, **kwargs))
+    return last_completion(refine_stream(model, prefix, suffix, draft, **kwargs))
