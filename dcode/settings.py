@@ -62,7 +62,7 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)  # sent as a bearer token; never printed
     timeout: float = 120.0  # seconds to wait for one reply from the server
     best_of: int = 4  # anchored models: candidate endings scored against the suffix (1: greedy)
-    draft_tokens: int = 4  # anchored models: slots the drafter guesses per pass (0: the base alone)
+    draft_tokens: int = 0  # anchored models: slots the drafter guesses per pass (0: the base alone)
     threads: int | None = None  # torch's CPU threads; None: the cores free when the model loads, at most 4 (dcode.model.threads)
 
     def decode_options(self, **overrides: Any) -> DecodeOptions:

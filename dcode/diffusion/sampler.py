@@ -43,7 +43,7 @@ class DecodeOptions:
     # and how many lines the hole may hold (None: any).
     best_of: int = 4
     max_lines: int | None = None
-    draft_tokens: int = 4  # masked slots the drafter guesses per pass (0: the base alone)
+    draft_tokens: int = 0  # masked slots the drafter guesses per pass (0: the base alone)
 
 
 @dataclass

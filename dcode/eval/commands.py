@@ -16,7 +16,8 @@ SINGLE_MAX_TOKENS = 64
 MULTI_MAX_TOKENS = 192
 
 
-def decode_options_for(threshold: float | None, tokens_per_step: int | None, seed: int, best_of: int = 4):
+def decode_options_for(threshold: float | None, tokens_per_step: int | None, seed: int, best_of: int = 4,
+                       draft_tokens: int = 0):
     """Per-task decoding options: a one-line hole may grow to 64 tokens, a multi-line one to 192
     (bounds only; the engine sizes and grows the hole itself). A one-line hole is known to be
     one line, as the left-to-right baseline knows it."""
@@ -26,7 +27,7 @@ def decode_options_for(threshold: float | None, tokens_per_step: int | None, see
         single = task.expected.count("\n") <= 1
         return DecodeOptions(threshold=None if tokens_per_step else threshold, tokens_per_step=tokens_per_step,
                              seed=seed, max_tokens=SINGLE_MAX_TOKENS if single else MULTI_MAX_TOKENS,
-                             best_of=best_of, max_lines=1 if single else None)
+                             best_of=best_of, max_lines=1 if single else None, draft_tokens=draft_tokens)
 
     return options_for
 
@@ -46,6 +47,7 @@ def run_eval(
     heldout: bool = True,
     humaneval: int = 0,
     best_of: int = 4,
+    draft_tokens: int = 0,
 ) -> Report:
     """Load the model, build `limit` single-line, `limit` multi-line and up to `limit` functional
     tasks (fixed seed), and `humaneval` HumanEval single-line holes; run the engine on each and
@@ -65,14 +67,14 @@ def run_eval(
         tasks += functional_tasks(fdir, n=limit, seed=seed)
     if humaneval:
         tasks += humaneval_tasks(humaneval, seed=seed)
-    options_for = decode_options_for(threshold, tokens_per_step, seed, best_of)
+    options_for = decode_options_for(threshold, tokens_per_step, seed, best_of, draft_tokens)
     if ltr:
         predict = ltr_predictor(model, lambda task: options_for(task).max_tokens)
     else:
         predict = model_predictor(model, options_for)
     start = time.perf_counter()
     results = evaluate(tasks, predict, on_result)
-    settings = {"decoding": "left-to-right base, token healing" if ltr else model.config.decoder, "best_of": None if ltr else best_of, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
+    settings = {"decoding": "left-to-right base, token healing" if ltr else model.config.decoder, "best_of": None if ltr else best_of, "draft_tokens": None if ltr else draft_tokens, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
                 "tokens_per_step": tokens_per_step, "device": str(model.device), "heldout_packages": sorted(spec),
                 "functional_dir": str(fdir) if functional and fdir else None, "total_wall_s": round(time.perf_counter() - start, 2),
                 "threads": threads}
@@ -106,6 +108,7 @@ def eval_command(
     humaneval: Annotated[int, typer.Option("--humaneval", min=0, help="Also this many HumanEval single-line holes, scored by the problems' tests (needs dcode[eval]).")] = 0,
     no_heldout: Annotated[bool, typer.Option("--no-heldout", help="Skip the held-out packages' single- and multi-line holes.")] = False,
     best_of: Annotated[int, typer.Option("--best-of", min=1, help="Anchored decoding: candidate endings scored against the suffix (1 = greedy).")] = 4,
+    draft_tokens: Annotated[int, typer.Option("--draft-tokens", min=0, help="Anchored decoding: slots the drafter guesses per pass (0 = the base alone).")] = 0,
 ) -> None:
     """Score infilling on held-out packages and on functions with tests."""
     from rich.console import Console
@@ -113,7 +116,7 @@ def eval_command(
     console = Console()
     report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
                       functional=not no_functional, ltr=ltr, heldout=not no_heldout, humaneval=humaneval,
-                      best_of=best_of)
+                      best_of=best_of, draft_tokens=draft_tokens)
     console.print(render_table(report.summaries))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
