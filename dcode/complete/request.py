@@ -11,6 +11,7 @@ from dcode.remote.fields import NUMERIC_FIELDS
 
 MAX_REQUEST_BYTES = 4 * 2**20
 NON_NEGATIVE = ("n_predict", "min_tokens", "initial_tokens")
+POSITIVE = ("max_lines", "best_of")
 
 
 @dataclass
@@ -81,6 +82,8 @@ def _numeric_options(data: dict) -> dict[str, Any]:
                 raise InputError(f"{field_name} must be a number")
             if field_name in NON_NEGATIVE and value < 0:
                 raise InputError(f"{field_name} must not be negative" + (" (or -1)" if field_name == "n_predict" else ""))
+            if field_name in POSITIVE and value < 1:
+                raise InputError(f"{field_name} must be at least 1")
             options[name] = value
     if "tokens_per_step" in options:
         options["threshold"] = None

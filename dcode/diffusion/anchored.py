@@ -61,7 +61,6 @@ class AnchoredDecoder:
         tok = self.tok
         self.banned = [i for i in (tok.mask_id, tok.pad_id, tok.file_id, tok.bos_id) if i is not None and i not in tok.stop_ids]
         self.end_ids = sorted(tok.stop_ids)
-        self.allowed = tok.extending(prompt.lead.encode("utf-8")) if prompt.lead else None
         self.deadline_hit = False
         self.exclude = exclude  # a refinement's old text: never chosen while another candidate exists
         self.prompt_kv, self.prompt_last = self._read_prompt()
@@ -84,13 +83,15 @@ class AnchoredDecoder:
         self.stats.forward_passes += 1
         return logits[:, -1].float(), _extend(cache, new)
 
-    def _constrain(self, logits: Tensor, slot: int, texts: Sequence[str]) -> Tensor:
-        """Healing at the first slot; no end token before the hole holds code when it must."""
+    def _constrain(self, logits: Tensor, trunk: list[int], texts: Sequence[str]) -> Tensor:
+        """Healing until the trunk covers the healed lead; no end token before the hole holds code
+        when it must."""
         logits = logits.clone()
         logits[:, self.banned] = float("-inf")
-        if slot == 0 and self.allowed is not None:
+        covered = self.tok.decode(trunk)
+        if len(covered) < len(self.prompt.lead):  # a token may cover only part of it ("\n   " of "\n    ")
             keep = torch.full((logits.shape[1],), float("-inf"), device=logits.device)
-            keep[self.allowed] = 0.0
+            keep[self.tok.extending(self.prompt.lead[len(covered) :].encode("utf-8"))] = 0.0
             logits += keep
         if self.options.min_tokens:
             for row, text in enumerate(texts):
@@ -103,8 +104,10 @@ class AnchoredDecoder:
         return bool(self.hole_text(before + [token])[len(self.hole_text(before)) :].strip())
 
     def hole_text(self, tokens: list[int]) -> str:
-        text = self.tok.decode(tokens)
-        return text[len(self.prompt.lead) :] if text.startswith(self.prompt.lead) else text
+        text, lead = self.tok.decode(tokens), self.prompt.lead
+        if text.startswith(lead):
+            return text[len(lead) :]
+        return "" if lead.startswith(text) else text  # the lead not covered yet
 
     # -- decoding ---------------------------------------------------------------------------
     def run(self) -> Iterator[HoleState | Completion]:
@@ -113,7 +116,7 @@ class AnchoredDecoder:
         probs: list[float] = []
         # Leading whitespace (indentation) is committed greedily: every branch shares it.
         while len(trunk) < self.options.max_tokens:
-            row = self._constrain(logits, len(trunk), [self.hole_text(trunk)])
+            row = self._constrain(logits, trunk, [self.hole_text(trunk)])
             token, conf = propose(row, self.options, [], self.gen)
             t = int(token[0])
             if t in self.tok.stop_ids:

@@ -9,6 +9,7 @@ import re
 import textwrap
 import warnings
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 import tree_sitter
 
@@ -30,6 +31,7 @@ class SyntaxCheck:
     errors: int  # tree-sitter syntax-error regions (a marker counts as a statement)
     markers: int
     compile_error: str | None  # Python's verdict; None when it compiles or is not Python
+    compile_line: int | None = None  # the line (1-based) that verdict points at
 
     @property
     def first_error(self) -> str:
@@ -40,13 +42,13 @@ def check_syntax(text: str, lang: Language) -> SyntaxCheck:
     holes = find_holes(text, lang)
     markers = [h for h in holes if h.kind == "marker"]
     errors = sum(h.kind == "syntax_error" for h in holes)
-    compile_error = _python_compile_error(text, markers) if lang.name == "python" else None
-    return SyntaxCheck(holes, errors, len(markers), compile_error)
+    compile_error, compile_line = _python_compile_error(text, markers) if lang.name == "python" else (None, None)
+    return SyntaxCheck(holes, errors, len(markers), compile_error, compile_line)
 
 
-def _python_compile_error(text: str, markers: list[Target]) -> str | None:
-    """`compile()`'s complaint, with unfilled markers standing in as `pass` (a marker alone in a
-    block is a hole, not an empty block)."""
+def _python_compile_error(text: str, markers: list[Target]) -> tuple[str | None, int | None]:
+    """`compile()`'s complaint and its line, with unfilled markers standing in as `pass` (a marker
+    alone in a block is a hole, not an empty block)."""
     source = text
     for marker in reversed(markers):
         ending = "\r\n" if marker.hole.endswith("\r\n") else "\n" if marker.hole.endswith("\n") else ""
@@ -56,17 +58,17 @@ def _python_compile_error(text: str, markers: list[Target]) -> str | None:
             warnings.simplefilter("ignore")  # invalid escapes and the like are not ours to report
             compile(source.removeprefix("\ufeff"), "<dcode hook>", "exec", dont_inherit=True)
     except SyntaxError as exc:  # IndentationError and TabError included
-        return f"{type(exc).__name__}: {exc.msg} (line {exc.lineno})"
+        return f"{type(exc).__name__}: {exc.msg} (line {exc.lineno})", exc.lineno
     except (ValueError, RecursionError, MemoryError) as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
+        return f"{type(exc).__name__}: {exc}", None
+    return None, None
 
 
 # --------------------------------------------------------------------------------------------
 # What a fill put in its hole, judged beyond "the file parses"
 # --------------------------------------------------------------------------------------------
 
-MIN_KEPT_FRACTION = 0.5  # a repair must keep at least this share of the region's code characters
+MIN_KEPT_FRACTION = 0.5  # a repair must keep at least this share of the region's code characters, in order
 _MARKER_WORDS = "dcode: fill"
 # Python's way of saying a function gives nothing back; anything else after `->` is a result.
 _NO_RESULT_ANNOTATIONS = frozenset({"None", "NoReturn", "Never", "typing.NoReturn", "typing.Never"})
@@ -116,9 +118,10 @@ def fill_problem(target: Target, new_text: str) -> str | None:
     asked_for_code = target.kind not in ("line", "range") or _code_of(target.hole, lang).strip()
     if asked_for_code and not _code_of(fill, lang).strip():
         return "is only a comment" if fill.strip() else "is empty"
-    if target.kind == "syntax_error" and _drops_code(target.hole, fill):
-        kept, total = _code_chars(fill), _code_chars(target.hole)
-        return f"deletes the code it was to repair (keeps {kept} of its {total} characters)"
+    if target.kind == "syntax_error":
+        kept, total = _kept_code(target.hole, fill), _code_chars(target.hole)
+        if kept < MIN_KEPT_FRACTION * total:
+            return f"deletes the code it was to repair (keeps {kept} of its {total} characters)"
     # A rewrite of lines that gave no result is not asked for one; a body, or lines that did, are.
     gave_result = target.kind not in ("line", "range", "syntax_error") or _RESULT_STATEMENT.search(target.hole)
     if lang.name == "python" and gave_result and (missing := _missing_result(target, new_text, start, stop)):
@@ -130,10 +133,12 @@ def fill_problem(target: Target, new_text: str) -> str | None:
     return None
 
 
-def _drops_code(hole: str, fill: str) -> bool:
-    """Whether a repair of `hole` deleted most of it instead of mending it: re-masking may rewrite a
-    broken region, not remove the user's code until what is left parses."""
-    return _code_chars(fill) < MIN_KEPT_FRACTION * _code_chars(hole)
+def _kept_code(hole: str, fill: str) -> int:
+    """How many of `hole`'s code characters the fill kept, in order: re-masking may mend a broken
+    region, not replace the user's code (`return a +` -> `pass`) or delete it until what is left
+    parses."""
+    old, new = ("".join(text.split()) for text in (hole, fill))
+    return sum(block.size for block in SequenceMatcher(None, old, new, autojunk=False).get_matching_blocks())
 
 
 def _code_chars(text: str) -> int:

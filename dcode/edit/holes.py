@@ -180,3 +180,37 @@ def _syntax_error_targets(doc: Document) -> list[Target]:
 def all_holes(doc: Document) -> tuple[list[Target], list[Target], list[Target]]:
     markers = _marker_targets(doc)
     return markers, _stub_targets(doc, markers), _syntax_error_targets(doc)
+
+
+REPAIR_WINDOW_LINES = 2  # suspect lines a syntax repair tries on their own before the whole region
+
+
+def repair_windows(region: Target, hint_line: int | None = None) -> list[Target]:
+    """Narrower holes inside a syntax-error region, the least rewriting first, for a repair to try
+    before it re-masks the whole region. The region is the whole enclosing statement, often a
+    whole function, and tree-sitter's error node often starts lines before the mistake; re-masking
+    all of it asks the model to rewrite code that was right. For each suspect line (`hint_line`,
+    the compiler's own verdict where there is one, then the first lines of the first error node):
+    an insertion where the line's code ends (an unclosed bracket, a missing colon), the line from
+    where an error node starts on it (`if x = 1:` keeps `if x `), then the line's code."""
+    doc = Document(region.path, region.text, region.language)
+    if doc.tree is None:
+        return []
+    offsets = doc.offsets
+    inside = [n for n in error_nodes(doc.tree) if region.start_byte <= n.start_byte < region.end_byte]
+    rows = [hint_line - 1] if hint_line is not None else []
+    if inside:
+        rows += range(inside[0].start_point[0], inside[0].end_point[0] + 1)
+    windows: list[Target] = []
+    suspects = [r for r in dict.fromkeys(rows) if 0 <= r < len(offsets.line_chars)][:REPAIR_WINDOW_LINES]
+    for row in suspects:
+        start, end = offsets.line_span(row + 1)
+        line = region.text[start:end]
+        code_start, code_end = start + len(line) - len(line.lstrip()), start + len(line.rstrip())
+        if not region.start <= code_start < code_end <= region.end:
+            continue  # a blank line, or one outside the region
+        error_starts = sorted({doc.char(n.start_byte) for n in inside})
+        spans = [(code_end, code_end)] + [(s, code_end) for s in error_starts if code_start < s < code_end]
+        for s, e in dict.fromkeys(spans + [(code_start, code_end)]):
+            windows.append(doc.make(s, e, "syntax_error", detail=region.detail, scopes=doc.scopes_at(s, e)))
+    return windows

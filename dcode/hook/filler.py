@@ -64,13 +64,16 @@ class HoleFiller:
             self.server = None
         return len(self._local().tokenizer.encode(text))
 
-    def candidate(self, target: Target, attempt: int) -> str | None:
+    def candidate(self, target: Target, attempt: int, max_lines: int | None = None) -> str | None:
         """One candidate text for the whole file, or None when the model produced nothing.
-        Attempt 0 is the model's best guess; later ones are sampled under other seeds."""
+        Attempt 0 is the model's best guess; later ones are sampled under other seeds. `max_lines`
+        bounds the fill (a repair inside one line writes no more than that line)."""
         if attempt == 0:
             overrides: dict[str, Any] = {"temperature": 0.0}
         else:
             overrides = {"temperature": RETRY_TEMPERATURE, "seed": self.settings.seed + attempt}
+        if max_lines is not None:
+            overrides["max_lines"] = max_lines
         if (server := self._server()) is not None:
             from dcode.server import complete_via_server
 

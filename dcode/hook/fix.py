@@ -10,6 +10,7 @@ from pathlib import Path
 from dcode.context import languages as L
 from dcode.context.languages import Language
 from dcode.edit.check import SyntaxCheck, check_syntax, fill_problem
+from dcode.edit.holes import repair_windows
 from dcode.edit.targets import Target, find_holes
 from dcode.errors import InputError
 from dcode.hook.filler import HoleFiller
@@ -135,23 +136,53 @@ def _too_large(target: Target, filler: HoleFiller) -> str | None:
     return None
 
 
+def _cut_short(hole: Target, candidate: str) -> list[str]:
+    """The candidate, and for a syntax repair's insertion its fill cut short at each token-like
+    boundary before it, shortest first: a repair adds no more than makes the file parse (after
+    `(x * 2` the model writes `) + 10`, and the repair is `)`)."""
+    if hole.kind != "syntax_error" or hole.start != hole.end:
+        return [candidate]
+    fill_end = hole.start + len(candidate) - len(hole.text)
+    fill = candidate[hole.start : fill_end]
+    cuts = [k for k in range(1, len(fill)) if not fill[k - 1].isspace() and not _same_word(fill[k - 1], fill[k])]
+    return [candidate[: hole.start + k] + candidate[fill_end:] for k in cuts] + [candidate]
+
+
+def _same_word(a: str, b: str) -> bool:
+    return (a.isalnum() or a == "_") and (b.isalnum() or b == "_")
+
+
+def _tries(target: Target, filler: HoleFiller, check: SyntaxCheck, max_attempts: int) -> tuple[list[tuple[Target, int]], str | None]:
+    """(hole, attempt) pairs in the order they are tried, and why the whole region is not among
+    them. A syntax error first gets its narrow windows (deterministic, so one try each), then the
+    whole region: the model's best guess, then samples under other seeds."""
+    windows = repair_windows(target, check.compile_line) if target.kind == "syntax_error" else []
+    too_large = _too_large(target, filler)
+    whole = [] if too_large else [(target, attempt) for attempt in range(max_attempts)]
+    return [(window, 0) for window in windows] + whole, too_large
+
+
 def _repair(
     target: Target, filler: HoleFiller, policy: Policy, before: SyntaxCheck, max_attempts: int
 ) -> tuple[str, SyntaxCheck] | str:
     """(new text, its check) for the first verified candidate, else why there is none."""
-    if reason := _too_large(target, filler):
-        return reason
-    for attempt in range(max_attempts):
+    tries, too_large = _tries(target, filler, before, max_attempts)
+    for hole, attempt in tries:
         try:
-            candidate = filler.candidate(target, attempt)
+            candidate = filler.candidate(hole, attempt, max_lines=1 if hole is not target else None)
         except InputError as err:  # e.g. the hole does not fit the model: retrying cannot help
             return str(err)
-        if candidate is None or candidate == target.text or fill_problem(target, candidate):
-            continue  # e.g. a piece of the marker left, or the code to repair deleted (as `fill` judges)
-        after = check_syntax(candidate, policy.lang)
-        if policy.accepts(target.kind, before, after):
-            return candidate, after
-    return f"no candidate passed verification in {max_attempts} attempt{'s' if max_attempts != 1 else ''}"
+        if candidate is None:
+            continue
+        for text in _cut_short(hole, candidate):
+            if text == target.text or fill_problem(hole, text):
+                continue  # e.g. a piece of the marker left, or the code to repair deleted (as `fill` judges)
+            after = check_syntax(text, policy.lang)
+            if policy.accepts(target.kind, before, after):
+                return text, after
+    if too_large:
+        return too_large if not tries else f"{too_large}, and no narrower repair passed verification"
+    return f"no candidate passed verification in {len(tries)} attempt{'s' if len(tries) != 1 else ''}"
 
 
 def fix_text(path: Path, text: str, filler: HoleFiller, max_attempts: int = DEFAULT_ATTEMPTS) -> FileFix:

@@ -21,6 +21,8 @@ NUMERIC_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
     "top_p": ((int, float), "top_p"),
     "min_tokens": ((int,), "min_tokens"),
     "initial_tokens": ((int,), "initial_tokens"),
+    "max_lines": ((int,), "max_lines"),
+    "best_of": ((int,), "best_of"),
 }
 
 

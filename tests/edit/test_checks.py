@@ -90,6 +90,29 @@ def test_a_repair_that_deletes_the_code_it_was_to_repair_is_not_verified(tmp_pat
     assert target.kind == "syntax_error" and "return result" in target.hole
     assert problem(target, "    return\n") == "deletes the code it was to repair (keeps 6 of its 46 characters)"
     assert problem(target, "    result = sum(values)\n    return result\n") is None
+    # Characters count only where they survive in order: a rewrite as long as the region is no repair.
+    assert problem(target, "    print(f'total of {len(values)} items')\n") is not None
+
+
+@pytest.mark.parametrize("source, hint, expected", [
+    # An unclosed bracket: an insertion where line 2's code ends, then line 2 itself; tree-sitter's
+    # error node runs on into line 3, whose own windows follow.
+    ("def double(x):\n    result = (x * 2\n    return result\n", 2,
+     [("    result = (x * 2", "", "\n"), ("    ", "result = (x * 2", "\n"),
+      ("    return result", "", "\n"), ("    ", "return result", "\n")]),
+    # `if x = 1:`: the error node starts at `=`, so the line is also re-masked from there on.
+    ("def f(x):\n    if x = 1:\n        return 2\n", 2,
+     [("    if x = 1:", "", "\n"), ("    if x ", "= 1:", "\n"), ("    ", "if x = 1:", "\n")]),
+])  # fmt: skip
+def test_a_syntax_error_is_first_repaired_in_narrow_windows(tmp_path, source, hint, expected):
+    from dcode.edit.holes import repair_windows
+
+    target = hole(tmp_path, source)
+    assert target.kind == "syntax_error" and check_syntax(source, target.language).compile_line == hint
+    windows = repair_windows(target, hint)
+    line = lambda w: (w.text[w.text.rfind("\n", 0, w.start) + 1 : w.start], w.hole, w.text[w.end : w.end + 1])
+    assert [line(w) for w in windows] == expected
+    assert all(w.kind == "syntax_error" and target.start <= w.start <= w.end <= target.end for w in windows)
 
 
 # -- item 2: the filled region itself must parse --------------------------------------------------

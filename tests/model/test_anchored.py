@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dcode.diffusion.anchored import AnchoredDecoder, anchored_infill, anchored_prompt, hole_shape
+from dcode.diffusion.completion import Prompt, last_completion
 from dcode.diffusion.engine import build_prompt, infill, refine
 from dcode.diffusion.sampler import DecodeOptions
 from dcode.model.adapted import load_adapted
@@ -128,6 +129,31 @@ def test_without_drafts_or_candidates_it_is_greedy_left_to_right_with_healing(an
     text = tok.decode(greedy)
     assert text.startswith(lead)
     assert out.text and text[len(lead):].startswith(out.text)
+
+
+def test_a_first_token_that_covers_part_of_the_healed_lead_does_not_end_the_hole(anchored, monkeypatch):
+    # Healing lets the first slot take a token the lead begins with ("\n" of "\n    "). The hole
+    # starts once the lead is covered and the next slot must cover the rest; a one-line hole used
+    # to end at that newline, empty.
+    tok = anchored.tokenizer
+    (newline,) = tok.encode("\n")
+    original = AnchoredDecoder._read_prompt
+
+    def newline_first(self):
+        kv, last = original(self)
+        last = last.clone()
+        last[newline] = 1e4
+        return kv, last
+
+    monkeypatch.setattr(AnchoredDecoder, "_read_prompt", newline_first)
+    prompt = Prompt(tok.encode("def f(x):"), [], "\n    ")
+    options = DecodeOptions(max_tokens=12, best_of=2, max_lines=1, min_tokens=1)
+    decoder = AnchoredDecoder(anchored, prompt, hole_shape("def f(x):\n    ", "\n    return 3\n", 1), options)
+    assert decoder.hole_text([newline]) == ""
+    rest = decoder._constrain(torch.zeros(1, anchored.config.vocab_size), [newline], [""])[0]
+    assert set(torch.nonzero(rest > float("-inf"))[:, 0].tolist()) == set(tok.extending(b"    ")) - set(decoder.banned)
+    out = last_completion(decoder.run())
+    assert out.text.strip() and "\n" not in out.text
 
 
 def test_the_suffix_chooses_among_the_candidate_endings(anchored, monkeypatch):

@@ -164,6 +164,9 @@ def test_the_contract_appends_prompt_and_maps_the_time_budget():
     request = parse_request({"input_prefix": "a\n", "prompt": "  b", "t_max_predict_ms": 250})
     assert request.prefix == "a\n  b" and request.options["deadline_s"] == 0.25
     assert parse_request({"deadline_ms": 10, "t_max_predict_ms": 250}).options["deadline_s"] == 0.01
+    # The hook's one-line repairs reach a server as these two.
+    options = parse_request({"max_lines": 1, "best_of": 2}).options
+    assert (options["max_lines"], options["best_of"]) == (1, 2)
 
 
 def test_openai_completions(start):
@@ -268,6 +271,8 @@ def test_a_huge_body_is_refused_unread_and_the_connection_closed(start):
     (b'{"deadline_ms": -1}', "invalid_request"),
     (b'{"min_tokens": -1}', "invalid_request"),
     (b'{"initial_tokens": 2.5}', "invalid_request"),
+    (b'{"max_lines": 0}', "invalid_request"),
+    (b'{"best_of": 0}', "invalid_request"),
     (b"[1, 2]", "invalid_request"),
     (b'{"stream": "yes"}', "invalid_request"),
     (b'{"n_predict": -2}', "invalid_request"),
