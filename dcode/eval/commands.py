@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dcode.eval.humaneval import humaneval_tasks
+from dcode.eval.humaneval import humaneval_multi_tasks, humaneval_tasks
 from dcode.eval.harness import Report, evaluate, ltr_predictor, model_predictor, render_table, summarize
 from dcode.eval.tasks import InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks
 
@@ -46,11 +46,13 @@ def run_eval(
     ltr: bool = False,
     heldout: bool = True,
     humaneval: int = 0,
+    humaneval_multi: int = 0,
     best_of: int = 4,
     draft_tokens: int = 0,
 ) -> Report:
     """Load the model, build `limit` single-line, `limit` multi-line and up to `limit` functional
-    tasks (fixed seed), and `humaneval` HumanEval single-line holes; run the engine on each and
+    tasks (fixed seed), `humaneval` HumanEval single-line and `humaneval_multi` multi-line holes;
+    run the engine on each and
     score them. `ltr`: score the model's pretrained base instead, decoded left to right with
     token healing (the floor to beat). `heldout=False` leaves out the held-out packages' holes."""
     from dcode.model.loader import load_model
@@ -67,6 +69,8 @@ def run_eval(
         tasks += functional_tasks(fdir, n=limit, seed=seed)
     if humaneval:
         tasks += humaneval_tasks(humaneval, seed=seed)
+    if humaneval_multi:
+        tasks += humaneval_multi_tasks(humaneval_multi, seed=seed)
     options_for = decode_options_for(threshold, tokens_per_step, seed, best_of, draft_tokens)
     if ltr:
         predict = ltr_predictor(model, lambda task: options_for(task).max_tokens)
@@ -106,6 +110,7 @@ def eval_command(
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     ltr: Annotated[bool, typer.Option("--ltr", help="Score the model's pretrained base left to right with token healing (the floor to beat).")] = False,
     humaneval: Annotated[int, typer.Option("--humaneval", min=0, help="Also this many HumanEval single-line holes, scored by the problems' tests (needs dcode[eval]).")] = 0,
+    humaneval_multi: Annotated[int, typer.Option("--humaneval-multi", min=0, help="Also this many HumanEval multi-line holes (2-5 lines of a solution, one per problem), scored by the tests.")] = 0,
     no_heldout: Annotated[bool, typer.Option("--no-heldout", help="Skip the held-out packages' single- and multi-line holes.")] = False,
     best_of: Annotated[int, typer.Option("--best-of", min=1, help="Anchored decoding: candidate endings scored against the suffix (1 = greedy).")] = 4,
     draft_tokens: Annotated[int, typer.Option("--draft-tokens", min=0, help="Anchored decoding: slots the drafter guesses per pass (0 = the base alone).")] = 0,
@@ -116,7 +121,7 @@ def eval_command(
     console = Console()
     report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
                       functional=not no_functional, ltr=ltr, heldout=not no_heldout, humaneval=humaneval,
-                      best_of=best_of, draft_tokens=draft_tokens)
+                      humaneval_multi=humaneval_multi, best_of=best_of, draft_tokens=draft_tokens)
     console.print(render_table(report.summaries))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,8 @@ from pathlib import Path
 from dcode.eval.tasks import InfillTask, compiles
 
 FUNCTIONAL_TIMEOUT_S = 10.0
-KINDS = ("single", "multi", "functional", "humaneval")
-TESTED = ("functional", "humaneval")  # kinds scored by running tests
+KINDS = ("single", "multi", "functional", "humaneval", "humaneval-multi")
+TESTED = ("functional", "humaneval", "humaneval-multi")  # kinds scored by running tests
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""HumanEval single-line holes: one per non-blank solution line, scored by the problem's tests."""
+"""HumanEval holes, scored by the problem's tests: single-line (one per non-blank solution line) and
+multi-line (2-5 consecutive solution lines, one span per problem)."""
 
 from __future__ import annotations
 
 from dcode.eval.harness import empty_predictor, evaluate, oracle_predictor, summarize
-from dcode.eval.humaneval import humaneval_tasks, problem_holes, read_problems
+from dcode.eval.humaneval import humaneval_multi_tasks, humaneval_tasks, problem_holes, read_problems
 
 PROBLEM = {
     "task_id": "HumanEval/999", "entry_point": "double",
@@ -32,3 +33,22 @@ def test_the_real_problems_are_read_and_sampled_with_a_fixed_seed():
     assert len(problems) == 164
     first, again = humaneval_tasks(5, seed=0, problems=problems), humaneval_tasks(5, seed=0, problems=problems)
     assert [t.id for t in first] == [t.id for t in again] and len({t.id for t in first}) == 5
+
+
+def test_a_multi_line_hole_spans_two_to_five_solution_lines_starting_and_ending_on_code():
+    (task,) = humaneval_multi_tasks(5, problems=[PROBLEM])
+    assert task.kind == "humaneval-multi" and task.id == "HumanEval-999-L1-3"
+    assert task.expected == PROBLEM["canonical_solution"] and task.prefix == PROBLEM["prompt"] and task.suffix == ""
+    right = summarize(evaluate([task], oracle_predictor))[0]
+    assert (right.kind, right.passed) == ("humaneval-multi", 1.0)
+    assert summarize(evaluate([task], empty_predictor))[0].passed == 0.0
+    one_liner = dict(PROBLEM, canonical_solution="    return x * 2\n")
+    assert humaneval_multi_tasks(5, problems=[one_liner]) == []
+
+
+def test_multi_line_holes_are_one_per_problem_with_a_fixed_seed():
+    problems = read_problems()
+    tasks = humaneval_multi_tasks(100, seed=0, problems=problems)
+    assert len(tasks) == 100 and len({t.id.rsplit("-L", 1)[0] for t in tasks}) == 100
+    assert [t.id for t in tasks] == [t.id for t in humaneval_multi_tasks(100, seed=0, problems=problems)]
+    assert all(2 <= t.expected.count("\n") <= 5 + t.expected.count("\n\n") for t in tasks)
