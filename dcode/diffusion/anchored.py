@@ -20,6 +20,7 @@ decoding with token healing: the floor any infilling decoder has to beat.
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,12 +30,13 @@ from torch import Tensor
 
 from dcode.diffusion.completion import Completion, Prompt, carry_confidences, last_completion, line_bounds
 from dcode.diffusion.holes import (HoleShape, anchored_prompt, block_ended, hole_shape, indent_of, nth_line_end,
-                                   trim_blank_tail)
+                                   reaches_suffix, trim_blank_tail)
 from dcode.diffusion.sampler import DecodeOptions, DecodeStats, HoleState, propose
 from dcode.model.loaded import LoadedModel
 from dcode.model.transformer import KVCache
 
 SUFFIX_ROOM = 96  # tokens kept free in the context for the scored suffix lines
+PRUNE_NATS = 12.0  # a branch this much less likely than the best live one (same length) is given up
 MAX_CANDIDATES = 16
 
 
@@ -46,6 +48,8 @@ class Branch:
     probs: list[float]
     text_end: int | None = None  # characters of the hole's text (lead stripped) where it ended
     stopped: bool = False  # an end token came (or max_tokens): it can grow no further
+    reached_suffix: bool = False  # it ended by writing the suffix's first lines again
+    pruned: bool = False  # given up: far less likely than another branch of the same length
 
 
 class AnchoredDecoder:
@@ -63,6 +67,7 @@ class AnchoredDecoder:
         self.end_ids = sorted(tok.stop_ids)
         self.deadline_hit = False
         self.exclude = exclude  # a refinement's old text: never chosen while another candidate exists
+        self.anchor = [] if shape.one_line else shape.anchor
         self.prompt_kv, self.prompt_last = self._read_prompt()
 
     # -- the clean path (generators cannot hold inference mode across yields, so each forward
@@ -184,11 +189,25 @@ class AnchoredDecoder:
                 guesses = self._draft(drafter, cache, valid, next_pos, [branches[i].tokens[-1] for i in live])
                 for j, i in enumerate(live):
                     drafts[i] = guesses[j]
+            for i in self._hopeless(branches, live):
+                branches[i].stopped = branches[i].pruned = True
             keep = [j for j, i in enumerate(live) if branches[i].text_end is None and not branches[i].stopped]
             live = [live[j] for j in keep]
             if live and len(keep) < len(valid):
                 cache, valid, next_pos = _rows(cache, keep), valid[keep], next_pos[keep]
             yield self._state(_common_prefix([b.tokens for b in branches]))
+
+    @staticmethod
+    def _hopeless(branches: list[Branch], live: list[int]) -> list[int]:
+        """Live branches whose tokens are PRUNE_NATS less likely than the best live branch's over
+        the same number of tokens: the suffix would have to make up a factor of e^PRUNE_NATS for
+        one to win, and each costs a row of every pass until its block ends."""
+        if len(live) < 2:
+            return []
+        n = min(len(branches[i].probs) for i in live)
+        logp = {i: sum(math.log(max(p, 1e-30)) for p in branches[i].probs[:n]) for i in live}
+        best = max(logp.values())
+        return [i for i in live if logp[i] < best - PRUNE_NATS]
 
     @torch.inference_mode()
     def _verify(self, pending: Tensor, cache: KVCache, valid: Tensor, next_pos: Tensor) -> tuple[Tensor, Tensor, KVCache]:
@@ -244,22 +263,34 @@ class AnchoredDecoder:
             end = None if end is None else max(0, end - len(head))
             if end is None and shape.max_lines is not None and text.count("\n") >= shape.max_lines:
                 end = nth_line_end(text, shape.max_lines)
+            reached = reaches_suffix(text, self.anchor)
+            if reached is not None and (end is None or reached <= end):
+                end, branch.reached_suffix = reached, True
             branch.text_end = end
         if branch.text_end is None and len(branch.tokens) >= self.options.max_tokens:
             branch.stopped = True
 
     # -- choosing the ending ----------------------------------------------------------------
     def candidates(self, branches: list[Branch]) -> list[tuple[str, int]]:
-        """(candidate text, branch index), distinct and not blank, the greedy branch's first."""
-        out: list[tuple[str, int]] = []
-        for i, b in enumerate(branches):
-            text = self.hole_text(b.tokens)
-            text = text[: b.text_end] if b.text_end is not None else text
-            for cand in self._endings(text):
-                if cand.strip() and cand not in [c for c, _ in out]:
-                    out.append((cand, i))
-        fresh = [(c, i) for c, i in out if c != self.exclude]
-        return (fresh or out)[:MAX_CANDIDATES]
+        """(candidate text, branch index), distinct and not blank, the greedy branch's first;
+        never the excluded old text while another candidate exists. A branch that went on to
+        write the suffix's first lines again has found where the hole ends: when one did, only
+        such branches are candidates, each ending there (likelihood alone favours the shortest
+        ending, and a block the base itself leads into the suffix is the better evidence)."""
+        for reached_only in (True, False):
+            out: list[tuple[str, int]] = []
+            for i, b in enumerate(branches):
+                if b.pruned or (reached_only and not b.reached_suffix):
+                    continue
+                text = self.hole_text(b.tokens)
+                text = text[: b.text_end] if b.text_end is not None else text
+                for cand in self._endings(text)[: 1 if reached_only else None]:
+                    if cand.strip() and cand not in [c for c, _ in out]:
+                        out.append((cand, i))
+            fresh = [(c, i) for c, i in out if c != self.exclude]
+            if fresh or (out and not reached_only):
+                return (fresh or out)[:MAX_CANDIDATES]
+        return []
 
     def _endings(self, text: str) -> list[str]:
         shape = self.shape

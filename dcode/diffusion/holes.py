@@ -25,6 +25,10 @@ class HoleShape:
     def one_line(self) -> bool:
         return self.max_lines == 1 or bool(self.rest_of_line.strip())
 
+    @property
+    def anchor(self) -> list[str]:
+        return suffix_anchor(self.suffix_head)
+
 
 def hole_shape(prefix: str, suffix: str, max_lines: int | None = None, suffix_lines: int = SUFFIX_LINES) -> HoleShape:
     line_start = not prefix or prefix.endswith("\n")
@@ -39,6 +43,41 @@ def hole_shape(prefix: str, suffix: str, max_lines: int | None = None, suffix_li
     rest_of_line = "" if line_start else first
     line_head = prefix[prefix.rfind("\n") + 1 :]
     return HoleShape(line_start, line_head, rest_of_line, max_lines, "".join(head) if count else "")
+
+
+SUFFIX_MATCH_CHARS = 10  # code a match with the suffix's first lines must cover to end a block
+
+
+def suffix_anchor(suffix: str) -> list[str]:
+    """The suffix's first non-blank lines, stripped, that a block writing them again has reached
+    the suffix by: the first, and the second too when the first is short (`)`, `else:` and the
+    like are written inside a block as often as after it)."""
+    lines = [ln.strip() for ln in suffix.splitlines() if ln.strip()]
+    anchor = lines[:1]
+    if anchor and len(anchor[0]) < SUFFIX_MATCH_CHARS and len(lines) > 1:
+        anchor = lines[:2]
+    return anchor
+
+
+def reaches_suffix(text: str, anchor: Sequence[str]) -> int | None:
+    """Where a block's text starts writing the suffix's anchor lines again (complete lines after its
+    first one, blank lines between them ignored, whitespace inside them too): the hole ends
+    there. None when it does not."""
+    if not anchor:
+        return None
+    lines = text.splitlines(keepends=True)
+    starts = [sum(map(len, lines[:i])) for i in range(len(lines))]
+    complete = [i for i, ln in enumerate(lines) if ln.endswith("\n") and ln.strip()]
+    for j, i in enumerate(complete):
+        if i == 0 or j + len(anchor) > len(complete):
+            continue
+        if [_squeezed(lines[k]) for k in complete[j : j + len(anchor)]] == [_squeezed(a) for a in anchor]:
+            return starts[i]
+    return None
+
+
+def _squeezed(line: str) -> str:
+    return "".join(line.split())
 
 
 def block_ended(text: str, single_line: bool) -> int | None:

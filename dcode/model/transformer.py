@@ -172,13 +172,17 @@ class Attention(nn.Module):
             k = torch.cat([cached[0], k], dim=2)
             v = torch.cat([cached[1], v], dim=2)
         # Query head j reads kv head j // n_rep (the grouping Dream's repeat_kv and LLaDA's
-        # repeat_interleave both use).
+        # repeat_interleave both use). The n_rep query heads of a group are stacked along the
+        # query axis instead of the keys being repeated: repeating copies every cached key and
+        # value n_rep times in every layer of every pass, most of a pass's time at long contexts.
         n_rep = self.n_heads // self.n_kv_heads
-        if n_rep > 1:
-            k = k.repeat_interleave(n_rep, dim=1)
-            v = v.repeat_interleave(n_rep, dim=1)
+        S = k.shape[2]
+        q = q.reshape(B, self.n_kv_heads, n_rep * T, self.head_dim)
+        if attn_mask is not None and n_rep > 1:
+            rows = attn_mask.shape[0]
+            attn_mask = attn_mask.expand(rows, 1, T, S)[:, :, None].expand(rows, 1, n_rep, T, S).reshape(rows, 1, n_rep * T, S)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
-        out = out.transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
+        out = out.reshape(B, self.n_heads, T, self.head_dim).transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
         return self.wo(out), new_k, new_v
 
 

@@ -4,12 +4,14 @@ base's own), the suffix picks the ending, and the drafter's training sees what i
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 import torch
 
-from dcode.diffusion.anchored import AnchoredDecoder, anchored_infill, anchored_prompt, hole_shape
+from dcode.diffusion.anchored import AnchoredDecoder, Branch, anchored_infill, anchored_prompt, hole_shape
+from dcode.diffusion.holes import reaches_suffix, suffix_anchor
 from dcode.diffusion.completion import Prompt, last_completion
 from dcode.diffusion.engine import build_prompt, infill, refine
 from dcode.diffusion.sampler import DecodeOptions
@@ -194,6 +196,51 @@ def test_the_score_is_the_base_s_likelihood_of_candidate_and_suffix(anchored):
 def test_hole_shape_reads_the_text_around_the_hole(prefix, suffix, one_line, rest, head):
     shape = hole_shape(prefix, suffix)
     assert (shape.one_line, shape.rest_of_line, shape.suffix_head) == (one_line, rest, head)
+
+
+@pytest.mark.parametrize("suffix, text, end", [
+    # A long first suffix line is anchor enough: the block ends where it is written again.
+    ("    total = a + b\n    return total\n", "    a += 1\n    total = a + b\n    return total\n", 11),
+    # A short one (`)`) is written inside blocks too: the next line must follow it.
+    ("    )\n    return x\n", "    f(a,\n    )\n    y = 2\n", None),
+    ("    )\n    return x\n", "    f(a,\n    )\n\n    return x\n", 9),
+    # Never at the hole's first line (the hole would be empty), nor on a line still being written.
+    ("    total = a + b\n", "    total = a + b\n", None),
+    ("    total = a + b\n", "    a += 1\n    total = a + b", None),
+])  # fmt: skip
+def test_a_block_ends_where_it_writes_the_suffix_s_first_lines_again(suffix, text, end):
+    assert reaches_suffix(text, suffix_anchor(suffix)) == end
+
+
+def test_a_branch_that_reaches_the_suffix_is_the_candidate(anchored):
+    prefix, suffix = "def f(a, b):\n", "    total = a + b\n    return total\n"
+    decoder = AnchoredDecoder(anchored, anchored_prompt(anchored.tokenizer, prefix, None, (), 100),
+                              hole_shape(prefix, suffix), DecodeOptions())
+    reached = Branch(anchored.tokenizer.encode("    a += 1\n    b += 1\n    total = a + b\n"), [])
+    other = Branch(anchored.tokenizer.encode("    a += 2\n    b += 2\n"), [], stopped=True)
+    for branch in (reached, other):
+        decoder._check_end(branch)
+    assert reached.reached_suffix and reached.text_end == len("    a += 1\n    b += 1\n")
+    assert decoder.candidates([other, reached]) == [("    a += 1\n    b += 1\n", 1)]
+    decoder.exclude = "    a += 1\n    b += 1\n"  # a refinement's old text: the others are candidates again
+    assert [c for c, _ in decoder.candidates([other, reached])][:2] == ["    a += 2\n    b += 2\n", "    a += 2\n"]
+
+
+def test_a_branch_far_less_likely_than_the_best_is_given_up_and_offers_no_candidate(anchored):
+    from dcode.diffusion.anchored import PRUNE_NATS
+
+    likely, close, hopeless = (Branch([1, 2, 3], [0.9, 0.9, 0.9]), Branch([1, 4, 5, 6], [0.9, 0.5, 0.5, 1e-9]),
+                               Branch([1, 7, 8], [0.9, 1e-4, 1e-4]))
+    # Compared over the same number of tokens: `close` is judged on its first three.
+    assert AnchoredDecoder._hopeless([likely, close, hopeless], [0, 1, 2]) == [2]
+    assert sum(map(math.log, hopeless.probs)) < sum(map(math.log, likely.probs)) - PRUNE_NATS
+    assert AnchoredDecoder._hopeless([hopeless], [0]) == []  # the last live branch always goes on
+    prefix = "def f(a, b):\n"
+    decoder = AnchoredDecoder(anchored, anchored_prompt(anchored.tokenizer, prefix, None, (), 100),
+                              hole_shape(prefix, "print(1)\n"), DecodeOptions())
+    kept, gone = (Branch(anchored.tokenizer.encode(t), [], stopped=True) for t in ("    return a\n", "    return b\n"))
+    gone.pruned = True
+    assert decoder.candidates([kept, gone]) == [("    return a\n", 0)]
 
 
 def test_a_mid_line_hole_ends_where_the_base_repeats_the_rest_of_the_line(anchored):
