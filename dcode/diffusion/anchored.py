@@ -83,10 +83,10 @@ class AnchoredDecoder:
     def _step(self, cache: KVCache, tokens: Tensor) -> tuple[Tensor, KVCache]:
         """Append one committed token per row ([B]) to the clean path: logits [B, V] of the next slot."""
         pos = cache.positions.shape[1]
-        logits, new = self.model.net(tokens[:, None], positions=torch.tensor([pos], device=self.device), cache=cache,
-                                     causal_until=pos + 1, return_cache=True)
+        logits, extended = self.model.net(tokens[:, None], positions=torch.tensor([pos], device=self.device),
+                                          cache=cache, causal_until=pos + 1, return_cache=True, extend_cache=True)
         self.stats.forward_passes += 1
-        return logits[:, -1].float(), _extend(cache, new)
+        return logits[:, -1].float(), extended
 
     def _constrain(self, logits: Tensor, trunk: list[int], texts: Sequence[str]) -> Tensor:
         """Healing until the trunk covers the healed lead; no end token before the hole holds code
@@ -176,9 +176,8 @@ class AnchoredDecoder:
                 return
             m = min(len(drafts[i]) for i in live)
             pending = torch.tensor([[branches[i].tokens[-1]] + drafts[i][:m] for i in live], device=self.device)
-            choice, conf, new = self._verify(pending, cache, valid, next_pos)
+            choice, conf, cache = self._verify(pending, cache, valid, next_pos)
             kept = [_agreeing(pending[j, 1:].tolist(), choice[j].tolist()) for j in range(len(live))]
-            cache = _extend(cache, new)
             valid = torch.cat([valid, torch.tensor([[True] * (a + 1) + [False] * (m - a) for a in kept],
                                                    device=self.device)], dim=1)
             next_pos = next_pos + torch.tensor(kept, device=self.device) + 1
@@ -212,16 +211,16 @@ class AnchoredDecoder:
     @torch.inference_mode()
     def _verify(self, pending: Tensor, cache: KVCache, valid: Tensor, next_pos: Tensor) -> tuple[Tensor, Tensor, KVCache]:
         """The base over each row's pending tokens: its choice (and probability) after each, and
-        their keys/values."""
+        the cache extended by their keys/values."""
         rows, width = pending.shape
-        logits, new = self.model.net(
+        logits, extended = self.model.net(
             pending, positions=next_pos[:, None] + torch.arange(width, device=self.device), cache=cache,
-            key_mask=_ones_after(valid, width), causal_until=next_pos + width, return_cache=True)
+            key_mask=_ones_after(valid, width), causal_until=next_pos + width, return_cache=True, extend_cache=True)
         self.stats.forward_passes += 1
         logits = logits.float()
         logits[..., self.banned] = float("-inf")
         choice, conf = propose(logits.flatten(0, 1), self.options, [], self.gen)
-        return choice.view(rows, width), conf.view(rows, width), new
+        return choice.view(rows, width), conf.view(rows, width), extended
 
     @torch.inference_mode()
     def _draft(self, drafter, cache: KVCache, valid: Tensor, next_pos: Tensor, newest: list[int]) -> list[list[int]]:
@@ -361,12 +360,6 @@ class AnchoredDecoder:
         self.stats.tokens = len(committed)
         return HoleState(committed + [self.tok.mask_id], [1.0] * len(committed) + [0.0], self.tok.mask_id, self.stats,
                          self.deadline_hit)
-
-
-def _extend(cache: KVCache, new: KVCache) -> KVCache:
-    if cache.positions.shape[0] != new.positions.shape[0]:
-        cache = KVCache(cache.keys, cache.values, cache.positions.expand(new.positions.shape[0], -1))
-    return cache.extend(new)
 
 
 def _rows(cache: KVCache, rows: list[int]) -> KVCache:

@@ -40,14 +40,6 @@ class KVCache:
             self.positions.index_select(1, index),
         )
 
-    def extend(self, other: "KVCache") -> "KVCache":
-        """This cache followed by `other`'s positions (left-to-right decoding appends a token)."""
-        return KVCache(
-            [torch.cat([a, b], dim=2) for a, b in zip(self.keys, other.keys)],
-            [torch.cat([a, b], dim=2) for a, b in zip(self.values, other.values)],
-            torch.cat([self.positions, other.positions], dim=1),
-        )
-
 
 class PrefixCache:
     """Keys/values of the last causal context a model read, kept between requests: a new context
@@ -77,9 +69,9 @@ class PrefixCache:
         base = self.kv.select(torch.arange(keep, device=ids.device)) if keep else None
         last = torch.zeros(1, n - keep, dtype=torch.bool, device=ids.device)
         last[0, -1] = True
-        logits, new = net(ids[keep:][None], positions=torch.arange(keep, n, device=ids.device), cache=base,
-                          causal_until=n, return_cache=True, rows=last)
-        self.ids, self.kv, self.last_row, self.reused = ids.clone(), base.extend(new) if base else new, logits[-1], keep
+        logits, kv = net(ids[keep:][None], positions=torch.arange(keep, n, device=ids.device), cache=base,
+                         causal_until=n, return_cache=True, rows=last, extend_cache=True)
+        self.ids, self.kv, self.last_row, self.reused = ids.clone(), kv, logits[-1], keep
         if ids.is_cuda:  # the kernels run asynchronously: wait for them to count their time
             torch.cuda.synchronize(ids.device)
         self.compute_s += time.perf_counter() - start
@@ -160,7 +152,10 @@ class Attention(nn.Module):
         sin: Tensor,
         cached: tuple[Tensor, Tensor] | None,
         attn_mask: Tensor | None,
+        extend: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor]:
+        """Output, then the keys/values of x's positions (`extend`: the cached ones followed by
+        them, which attention has put together anyway)."""
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
@@ -183,7 +178,7 @@ class Attention(nn.Module):
             attn_mask = attn_mask.expand(rows, 1, T, S)[:, :, None].expand(rows, 1, n_rep, T, S).reshape(rows, 1, n_rep * T, S)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
         out = out.reshape(B, self.n_heads, T, self.head_dim).transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
-        return self.wo(out), new_k, new_v
+        return (self.wo(out), k, v) if extend else (self.wo(out), new_k, new_v)
 
 
 class MLP(nn.Module):
@@ -205,8 +200,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, cached, attn_mask):
-        a, k, v = self.attn(self.attn_norm(x), cos, sin, cached, attn_mask)
+    def forward(self, x, cos, sin, cached, attn_mask, extend=False):
+        a, k, v = self.attn(self.attn_norm(x), cos, sin, cached, attn_mask, extend)
         x = x + a
         x = x + self.mlp(self.mlp_norm(x))
         return x, k, v
@@ -251,6 +246,7 @@ class Transformer(nn.Module):
         causal_until: int | Tensor | None = None,
         rows: Tensor | None = None,
         attn_mask: Tensor | None = None,
+        extend_cache: bool = False,
     ) -> Tensor | tuple[Tensor, KVCache]:
         """Logits [B, T, V] for `tokens` [B, T] (raw rows: row i is the output at position i).
 
@@ -267,6 +263,8 @@ class Transformer(nn.Module):
         attn_mask: bool [B, 1, T, S] (True = may attend), given whole instead of being built from
             causal_until and key_mask (training a drafter packs several blocks, each of which
             sees the context only up to its own start).
+        extend_cache: the returned cache is `cache` followed by `tokens` (left-to-right decoding
+            appends what it read), taken from what attention concatenated instead of copied again.
         """
         B, T = tokens.shape
         if positions is None:
@@ -282,11 +280,11 @@ class Transformer(nn.Module):
         values: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             cached = (cache.keys[i], cache.values[i]) if cache is not None else None
-            x, k, v = block(x, cos, sin, cached, attn_mask)
+            x, k, v = block(x, cos, sin, cached, attn_mask, extend_cache and cached is not None)
             if return_cache:
                 keys.append(k)
                 values.append(v)
         logits = self.head(self.norm(x if rows is None else x[rows]))
         if return_cache:
-            return logits, KVCache(keys, values, positions)
+            return logits, KVCache(keys, values, key_positions if extend_cache else positions)
         return logits

@@ -48,6 +48,21 @@ def test_cached_forward_matches_full_forward(tiny_tokenizer, qkv_bias):
     assert not torch.allclose(alone, full[:, active], atol=1e-3)
 
 
+def test_an_extended_cache_is_the_cache_followed_by_what_was_read(tiny_tokenizer):
+    net = Transformer(tiny_config(tiny_tokenizer))
+    net.init_weights(3)
+    ids = torch.randint(4, 300, (2, 12))
+    _, whole = net(ids, causal_until=12, return_cache=True)
+    _, head = net(ids[:, :8], causal_until=8, return_cache=True)
+    logits, extended = net(ids[:, 8:], positions=torch.arange(8, 12), cache=head, causal_until=12,
+                           return_cache=True, extend_cache=True)
+    assert extended.positions.tolist() == [list(range(12))] * 2
+    for got, want in zip(extended.keys + extended.values, whole.keys + whole.values):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    _, new_only = net(ids[:, 8:], positions=torch.arange(8, 12), cache=head, causal_until=12, return_cache=True)
+    assert new_only.keys[0].shape[2] == 4 and extended.keys[0].shape[2] == 12
+
+
 def test_key_mask_hides_padding(tiny_tokenizer):
     cfg = tiny_config(tiny_tokenizer)
     net = Transformer(cfg)
