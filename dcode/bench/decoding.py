@@ -25,7 +25,9 @@ from dcode.model.loader import LoadedModel
 
 SPEEDUP_TARGET = 5.0  # threshold decoding's tokens/s over one token per pass
 EXACT_LOSS_TARGET = 1.0  # points of exact match threshold decoding may lose
-COMPLETE_P50_TARGET_MS = 30.0  # a warm single-line completion while typing
+COMPLETE_P50_TARGET_MS = 30.0  # a warm single-line completion while typing, on a GPU
+# On a CPU: dcode-small on 2 threads with a 512-token context (issue 23's target).
+COMPLETE_P50_CPU_TARGET_MS = 400.0
 SCHEDULES: list[tuple[str, dict]] = [
     ("1 token/pass", {"tokens_per_step": 1, "threshold": None}),
     ("2 tokens/pass", {"tokens_per_step": 2, "threshold": None}),
@@ -36,6 +38,20 @@ SCHEDULES: list[tuple[str, dict]] = [
     ("threshold 0.7", {"threshold": 0.7}),
     ("threshold 0.5", {"threshold": 0.5}),
 ]
+
+# The anchored decoder has no diffusion schedule: what it trades is candidates for passes.
+ANCHORED_SCHEDULES: list[tuple[str, dict]] = [
+    ("greedy (best_of 1)", {"best_of": 1}),
+    ("best_of 4", {"best_of": 4}),
+]
+
+
+def schedules_for(model: LoadedModel) -> list[tuple[str, dict]]:
+    return ANCHORED_SCHEDULES if model.config.decoder == "anchored" else SCHEDULES
+
+
+def complete_target_ms(model: LoadedModel) -> float:
+    return COMPLETE_P50_TARGET_MS if model.device.type == "cuda" else COMPLETE_P50_CPU_TARGET_MS
 
 
 @dataclass
@@ -84,7 +100,7 @@ def infill_rows(model: LoadedModel, tasks, max_tokens: int) -> list[Row]:
 
     rows = []
     infill(model, tasks[0].prefix, tasks[0].suffix, options=DecodeOptions(max_tokens=8))  # warm-up
-    for name, opts in SCHEDULES:
+    for name, opts in schedules_for(model):
         row = Row(name, 0, 0, 0.0, [])
         hits = 0
         for task in tasks:
@@ -152,9 +168,9 @@ def targets_line(target: dict) -> str:
             f"points of exact match lost (target >= {SPEEDUP_TARGET:g}x, <= {EXACT_LOSS_TARGET:g}): {met_word(target['met'])}")
 
 
-def complete_line(p50_ms: float, p95_ms: float, context_tokens: int) -> str:
+def complete_line(p50_ms: float, p95_ms: float, context_tokens: int, target_ms: float) -> str:
     return (f"complete, warm single-line, {context_tokens}-token context: p50 {p50_ms:.1f} ms, p95 {p95_ms:.1f} ms "
-            f"(target < {COMPLETE_P50_TARGET_MS:g} ms): {met_word(p50_ms < COMPLETE_P50_TARGET_MS)}")
+            f"(target < {target_ms:g} ms): {met_word(p50_ms < target_ms)}")
 
 
 def format_rows(title: str, rows: list[Row]) -> str:
@@ -189,7 +205,8 @@ def run_speed_bench(model: LoadedModel, limit: int, seed: int = 0) -> str:
     rows = infill_rows(model, tasks, max_tokens=128) if tasks else []
     if rows:
         parts.append(format_rows("infill", rows))
-        parts.append("fastest threshold schedule, " + targets_line(against_targets(rows)))
+        if any(r.name.startswith("threshold") for r in rows):
+            parts.append("fastest threshold schedule, " + targets_line(against_targets(rows)))
     parts.append(format_rows("generation", generation_rows(model, "import os\n\n\ndef main():\n", [32, 128])))
     # 512 tokens of context, or what fits beside a 16-token hole in a smaller model's window.
     window = min(512, model.config.max_seq_len - 32)
@@ -197,7 +214,7 @@ def run_speed_bench(model: LoadedModel, limit: int, seed: int = 0) -> str:
     if len(model.tokenizer.encode(source)) >= window:
         row = complete_row(model, source, 10, window)
         parts.append(format_rows("complete: warm single-line requests while typing", [row]) + "\n"
-                     + complete_line(row.percentile(0.5), row.percentile(0.95), window))
+                     + complete_line(row.percentile(0.5), row.percentile(0.95), window, complete_target_ms(model)))
     else:
         parts.append(f"complete: skipped (no held-out file of {window} tokens)")
     if model.device.type == "cuda":

@@ -363,7 +363,12 @@ class AnchoredDecoder:
 
 
 def _rows(cache: KVCache, rows: list[int]) -> KVCache:
-    """The cache of the given batch rows (repeated rows share the same keys/values)."""
+    """The cache of the given batch rows (repeated rows share the same keys/values: one row
+    repeated is a view, not copies of a long prompt's keys)."""
+    if cache.keys and cache.keys[0].shape[0] == 1 and set(rows) == {0}:
+        n = len(rows)
+        return KVCache([k.expand(n, -1, -1, -1) for k in cache.keys], [v.expand(n, -1, -1, -1) for v in cache.values],
+                       cache.positions)
     index = torch.tensor(rows, dtype=torch.long, device=cache.positions.device)
     positions = cache.positions if cache.positions.shape[0] == 1 else cache.positions.index_select(0, index)
     return KVCache([k.index_select(0, index) for k in cache.keys], [v.index_select(0, index) for v in cache.values],
