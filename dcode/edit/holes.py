@@ -201,6 +201,7 @@ def repair_windows(region: Target, hint_line: int | None = None) -> list[Target]
     rows = [hint_line - 1] if hint_line is not None else []
     if inside:
         rows += range(inside[0].start_point[0], inside[0].end_point[0] + 1)
+    error_starts = sorted({doc.char(n.start_byte) for n in inside})
     windows: list[Target] = []
     suspects = [r for r in dict.fromkeys(rows) if 0 <= r < len(offsets.line_chars)][:REPAIR_WINDOW_LINES]
     for row in suspects:
@@ -209,7 +210,6 @@ def repair_windows(region: Target, hint_line: int | None = None) -> list[Target]
         code_start, code_end = start + len(line) - len(line.lstrip()), start + len(line.rstrip())
         if not region.start <= code_start < code_end <= region.end:
             continue  # a blank line, or one outside the region
-        error_starts = sorted({doc.char(n.start_byte) for n in inside})
         spans = [(code_end, code_end)] + [(s, code_end) for s in error_starts if code_start < s < code_end]
         for s, e in dict.fromkeys(spans + [(code_start, code_end)]):
             windows.append(doc.make(s, e, "syntax_error", detail=region.detail, scopes=doc.scopes_at(s, e)))
