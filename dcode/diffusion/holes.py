@@ -49,20 +49,20 @@ SUFFIX_MATCH_CHARS = 10  # code a match with the suffix's first lines must cover
 
 
 def suffix_anchor(suffix: str) -> list[str]:
-    """The suffix's first non-blank lines, stripped, that a block writing them again has reached
-    the suffix by: the first, and the second too when the first is short (`)`, `else:` and the
-    like are written inside a block as often as after it)."""
-    lines = [ln.strip() for ln in suffix.splitlines() if ln.strip()]
+    """The suffix's first non-blank lines (without line ends) that a block writing them again has
+    reached the suffix by: the first, and the second too when the first is short (`)`, `else:`
+    and the like are written inside a block as often as after it)."""
+    lines = [ln.rstrip() for ln in suffix.splitlines() if ln.strip()]
     anchor = lines[:1]
-    if anchor and len(anchor[0]) < SUFFIX_MATCH_CHARS and len(lines) > 1:
+    if anchor and len(anchor[0].strip()) < SUFFIX_MATCH_CHARS and len(lines) > 1:
         anchor = lines[:2]
     return anchor
 
 
 def reaches_suffix(text: str, anchor: Sequence[str]) -> int | None:
     """Where a block's text starts writing the suffix's anchor lines again (complete lines after its
-    first one, blank lines between them ignored, whitespace inside them too): the hole ends
-    there. None when it does not."""
+    first one, blank lines between them ignored, and whitespace inside them but not their
+    indentation): the hole ends there. None when it does not."""
     if not anchor:
         return None
     lines = text.splitlines(keepends=True)
@@ -77,7 +77,9 @@ def reaches_suffix(text: str, anchor: Sequence[str]) -> int | None:
 
 
 def _squeezed(line: str) -> str:
-    return "".join(line.split())
+    """The line's indentation (in Python it says which block the line is in), then its code
+    without whitespace."""
+    return line[: len(line) - len(line.lstrip())] + "".join(line.split())
 
 
 def block_ended(text: str, single_line: bool) -> int | None:

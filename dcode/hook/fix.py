@@ -152,7 +152,9 @@ def _same_word(a: str, b: str) -> bool:
     return (a.isalnum() or a == "_") and (b.isalnum() or b == "_")
 
 
-def _tries(target: Target, filler: HoleFiller, check: SyntaxCheck, max_attempts: int) -> tuple[list[tuple[Target, int]], str | None]:
+def _tries(
+    target: Target, filler: HoleFiller, check: SyntaxCheck, max_attempts: int
+) -> tuple[list[tuple[Target, int]], str | None]:
     """(hole, attempt) pairs in the order they are tried, and why the whole region is not among
     them. A syntax error first gets its narrow windows (deterministic, so one try each), then the
     whole region: the model's best guess, then samples under other seeds."""

@@ -204,6 +204,8 @@ def test_hole_shape_reads_the_text_around_the_hole(prefix, suffix, one_line, res
     # A short one (`)`) is written inside blocks too: the next line must follow it.
     ("    )\n    return x\n", "    f(a,\n    )\n    y = 2\n", None),
     ("    )\n    return x\n", "    f(a,\n    )\n\n    return x\n", 9),
+    # The same code in another block (deeper indentation) is not the suffix.
+    ("    return total\n", "    if a:\n        return total\n", None),
     # Never at the hole's first line (the hole would be empty), nor on a line still being written.
     ("    total = a + b\n", "    total = a + b\n", None),
     ("    total = a + b\n", "    a += 1\n    total = a + b", None),
