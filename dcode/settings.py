@@ -62,7 +62,8 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)  # sent as a bearer token; never printed
     timeout: float = 120.0  # seconds to wait for one reply from the server
     best_of: int = 4  # anchored models: candidate endings scored against the suffix (1: greedy)
-    draft_tokens: int = 0  # anchored models: slots the drafter guesses per pass (0: the base alone)
+    draft_tokens: int = 0  # anchored models: slots guessed ahead per pass (0: none)
+    drafter: str = "context"  # what guesses them: "context" (copied from the text around the hole) or "adapter"
     threads: int | None = None  # torch's CPU threads; None: the cores free when the model loads, at most 4 (dcode.model.threads)
 
     def decode_options(self, **overrides: Any) -> DecodeOptions:
@@ -80,6 +81,7 @@ class Settings:
             use_cache=self.cache,
             best_of=self.best_of,
             draft_tokens=self.draft_tokens,
+            drafter=self.drafter,
         )
         return dataclasses.replace(opts, **overrides)
 
@@ -136,6 +138,7 @@ RULES: dict[str, _Rule] = {
     "context_budget": _whole(1),
     "best_of": _whole(1),
     "draft_tokens": _whole(0),
+    "drafter": _Rule(str, "context or adapter", valid=lambda v: v in ("context", "adapter")),
     "low_confidence": _fraction(),
     "live": _Rule(bool, "true or false"),
     "endpoint": _Rule(str, "a URL such as http://127.0.0.1:8012", optional=True,

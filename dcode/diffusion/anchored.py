@@ -31,6 +31,7 @@ from torch import Tensor
 from dcode.diffusion.completion import Completion, Prompt, carry_confidences, last_completion, line_bounds
 from dcode.diffusion.holes import (HoleShape, anchored_prompt, block_ended, hole_shape, indent_of, nth_line_end,
                                    reaches_suffix, trim_blank_tail)
+from dcode.diffusion.lookup import ContextLookup
 from dcode.diffusion.sampler import DecodeOptions, DecodeStats, HoleState, propose
 from dcode.model.loaded import LoadedModel
 from dcode.model.transformer import KVCache
@@ -38,6 +39,10 @@ from dcode.model.transformer import KVCache
 SUFFIX_ROOM = 96  # tokens kept free in the context for the scored suffix lines
 PRUNE_NATS = 12.0  # a branch this much less likely than the best live one (same length) is given up
 MAX_CANDIDATES = 16
+# Suffix tokens that score a candidate. The first ones decide whether a candidate joins the code
+# after it; a long line (a table, a call with many arguments) otherwise costs every candidate a
+# row of 60-80 tokens in the scoring pass, most of a request's time on a CPU.
+SCORED_SUFFIX_TOKENS = 32
 
 
 @dataclass
@@ -68,6 +73,7 @@ class AnchoredDecoder:
         self.deadline_hit = False
         self.exclude = exclude  # a refinement's old text: never chosen while another candidate exists
         self.anchor = [] if shape.one_line else shape.anchor
+        self.scored_suffix = _first_tokens(self.tok, shape.suffix_head, SCORED_SUFFIX_TOKENS)
         self.prompt_kv, self.prompt_last = self._read_prompt()
 
     # -- the clean path (generators cannot hold inference mode across yields, so each forward
@@ -116,7 +122,7 @@ class AnchoredDecoder:
 
     # -- decoding ---------------------------------------------------------------------------
     def run(self) -> Iterator[HoleState | Completion]:
-        cache, logits = self.prompt_kv, self.prompt_last[None]
+        cache, logits = _rows(self.prompt_kv, [0]), self.prompt_last[None]
         trunk: list[int] = []
         probs: list[float] = []
         # Leading whitespace (indentation) is committed greedily: every branch shares it.
@@ -163,7 +169,9 @@ class AnchoredDecoder:
         drafter then reads masked slots after the kept tokens (attending to every clean key,
         bidirectionally among the masks) and guesses the next ones. Without a drafter, or when
         sampling, a pass commits one token per branch."""
-        drafter = self.model.drafter if self.options.temperature <= 0 and self.options.draft_tokens else None
+        k = self.options.draft_tokens if self.options.temperature <= 0 else 0
+        drafter = self.model.drafter if k and self.options.drafter == "adapter" else None
+        lookup = ContextLookup(self.prompt.before, self.tok.encode(self.scored_suffix)) if k and self.options.drafter == "context" else None
         live = [i for i, b in enumerate(branches) if b.text_end is None and not b.stopped]
         length = cache.positions.shape[1]
         valid = torch.ones(len(branches), length, dtype=torch.bool, device=self.device)
@@ -174,8 +182,10 @@ class AnchoredDecoder:
             if self.options.deadline_s is not None and time.perf_counter() - self.start > self.options.deadline_s:
                 self.deadline_hit = True
                 return
-            m = min(len(drafts[i]) for i in live)
-            pending = torch.tensor([[branches[i].tokens[-1]] + drafts[i][:m] for i in live], device=self.device)
+            # Rows with shorter drafts are padded with a token the base never chooses (banned).
+            m = max(len(drafts[i]) for i in live)
+            pending = torch.tensor([[branches[i].tokens[-1]] + drafts[i] + [self.banned[0]] * (m - len(drafts[i]))
+                                    for i in live], device=self.device)
             choice, conf, cache = self._verify(pending, cache, valid, next_pos)
             kept = [_agreeing(pending[j, 1:].tolist(), choice[j].tolist()) for j in range(len(live))]
             valid = torch.cat([valid, torch.tensor([[True] * (a + 1) + [False] * (m - a) for a in kept],
@@ -188,6 +198,9 @@ class AnchoredDecoder:
                 guesses = self._draft(drafter, cache, valid, next_pos, [branches[i].tokens[-1] for i in live])
                 for j, i in enumerate(live):
                     drafts[i] = guesses[j]
+            elif lookup is not None:
+                for i in live:
+                    drafts[i] = lookup.draft(branches[i].tokens, k)
             for i in self._hopeless(branches, live):
                 branches[i].stopped = branches[i].pruned = True
             keep = [j for j, i in enumerate(live) if branches[i].text_end is None and not branches[i].stopped]
@@ -319,9 +332,10 @@ class AnchoredDecoder:
 
     @torch.inference_mode()
     def score(self, texts: list[str]) -> list[float]:
-        """log p(lead + text + suffix head | prompt) under the base, all texts in one pass."""
+        """log p(lead + text + suffix head | prompt) under the base, all texts in one pass (the
+        suffix head cut to its first SCORED_SUFFIX_TOKENS tokens, the same text for every one)."""
         tok = self.tok
-        seqs = [tok.encode(self.prompt.lead + t + self.shape.suffix_head) for t in texts]
+        seqs = [tok.encode(self.prompt.lead + t + self.scored_suffix) for t in texts]
         cache, last = self.prompt_kv, self.prompt_last
         width = max(map(len, seqs))
         batch = torch.full((len(seqs), width), tok.eos_id, dtype=torch.long, device=self.device)
@@ -341,7 +355,7 @@ class AnchoredDecoder:
         cands = self.candidates(branches)
         if not cands:
             best_text, owner = "", 0
-        elif len(cands) == 1 or not self.shape.suffix_head:
+        elif len(cands) == 1 or not self.scored_suffix:
             best_text, owner = cands[0]
         else:
             scores = self.score([c for c, _ in cands])
@@ -363,16 +377,17 @@ class AnchoredDecoder:
 
 
 def _rows(cache: KVCache, rows: list[int]) -> KVCache:
-    """The cache of the given batch rows (repeated rows share the same keys/values: one row
-    repeated is a view, not copies of a long prompt's keys)."""
-    if cache.keys and cache.keys[0].shape[0] == 1 and set(rows) == {0}:
-        n = len(rows)
-        return KVCache([k.expand(n, -1, -1, -1) for k in cache.keys], [v.expand(n, -1, -1, -1) for v in cache.values],
-                       cache.positions)
-    index = torch.tensor(rows, dtype=torch.long, device=cache.positions.device)
-    positions = cache.positions if cache.positions.shape[0] == 1 else cache.positions.index_select(0, index)
-    return KVCache([k.index_select(0, index) for k in cache.keys], [v.index_select(0, index) for v in cache.values],
-                   positions)
+    """The cache of the given batch rows. Rows continuing the one-row prompt share its
+    keys/values (KVCache.shared_by): each pass then appends to the rows' own short tails only."""
+    if cache.shared_keys is None and (not cache.keys or cache.keys[0].shape[0] == 1) and set(rows) == {0}:
+        return cache.shared_by(len(rows))
+    return cache.rows(torch.tensor(rows, dtype=torch.long, device=cache.positions.device))
+
+
+def _first_tokens(tok, text: str, n: int) -> str:
+    """The part of `text` its first `n` tokens cover."""
+    ids = tok.encode(text)
+    return text if len(ids) <= n else text[: tok.char_spans(ids)[n - 1][1]]
 
 
 def _ones_after(valid: Tensor, n: int) -> Tensor:

@@ -43,7 +43,9 @@ class DecodeOptions:
     # and how many lines the hole may hold (None: any).
     best_of: int = 4
     max_lines: int | None = None
-    draft_tokens: int = 0  # masked slots the drafter guesses per pass (0: the base alone)
+    draft_tokens: int = 0  # slots guessed ahead per pass, which the base keeps where it agrees (0: none)
+    drafter: str = "context"  # what guesses them: "context" (copied from the text around the hole,
+    # dcode.diffusion.lookup) or "adapter" (the model's trained drafter)
 
 
 @dataclass

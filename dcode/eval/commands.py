@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -12,12 +12,13 @@ from dcode.eval.humaneval import humaneval_multi_tasks, humaneval_tasks
 from dcode.eval.harness import Report, evaluate, ltr_predictor, model_predictor, render_table, summarize
 from dcode.eval.tasks import InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks
 
+Drafter = Literal["context", "adapter"]
 SINGLE_MAX_TOKENS = 64
 MULTI_MAX_TOKENS = 192
 
 
 def decode_options_for(threshold: float | None, tokens_per_step: int | None, seed: int, best_of: int = 4,
-                       draft_tokens: int = 0):
+                       draft_tokens: int = 0, drafter: str = "context"):
     """Per-task decoding options: a one-line hole may grow to 64 tokens, a multi-line one to 192
     (bounds only; the engine sizes and grows the hole itself). A one-line hole is known to be
     one line, as the left-to-right baseline knows it."""
@@ -27,7 +28,8 @@ def decode_options_for(threshold: float | None, tokens_per_step: int | None, see
         single = task.expected.count("\n") <= 1
         return DecodeOptions(threshold=None if tokens_per_step else threshold, tokens_per_step=tokens_per_step,
                              seed=seed, max_tokens=SINGLE_MAX_TOKENS if single else MULTI_MAX_TOKENS,
-                             best_of=best_of, max_lines=1 if single else None, draft_tokens=draft_tokens)
+                             best_of=best_of, max_lines=1 if single else None, draft_tokens=draft_tokens,
+                             drafter=drafter)
 
     return options_for
 
@@ -49,6 +51,7 @@ def run_eval(
     humaneval_multi: int = 0,
     best_of: int = 4,
     draft_tokens: int = 0,
+    drafter: str = "context",
 ) -> Report:
     """Load the model, build `limit` single-line, `limit` multi-line and up to `limit` functional
     tasks (fixed seed), `humaneval` HumanEval single-line and `humaneval_multi` multi-line holes;
@@ -71,14 +74,15 @@ def run_eval(
         tasks += humaneval_tasks(humaneval, seed=seed)
     if humaneval_multi:
         tasks += humaneval_multi_tasks(humaneval_multi, seed=seed)
-    options_for = decode_options_for(threshold, tokens_per_step, seed, best_of, draft_tokens)
+    options_for = decode_options_for(threshold, tokens_per_step, seed, best_of, draft_tokens, drafter)
     if ltr:
         predict = ltr_predictor(model, lambda task: options_for(task).max_tokens)
     else:
         predict = model_predictor(model, options_for)
     start = time.perf_counter()
     results = evaluate(tasks, predict, on_result)
-    settings = {"decoding": "left-to-right base, token healing" if ltr else model.config.decoder, "best_of": None if ltr else best_of, "draft_tokens": None if ltr else draft_tokens, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
+    settings = {"decoding": "left-to-right base, token healing" if ltr else model.config.decoder, "best_of": None if ltr else best_of, "draft_tokens": None if ltr else draft_tokens,
+                "drafter": None if ltr or not draft_tokens else drafter, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
                 "tokens_per_step": tokens_per_step, "device": str(model.device), "heldout_packages": sorted(spec),
                 "functional_dir": str(fdir) if functional and fdir else None, "total_wall_s": round(time.perf_counter() - start, 2),
                 "threads": threads}
@@ -113,7 +117,8 @@ def eval_command(
     humaneval_multi: Annotated[int, typer.Option("--humaneval-multi", min=0, help="Also this many HumanEval multi-line holes (2-5 lines of a solution, one per problem), scored by the tests.")] = 0,
     no_heldout: Annotated[bool, typer.Option("--no-heldout", help="Skip the held-out packages' single- and multi-line holes.")] = False,
     best_of: Annotated[int, typer.Option("--best-of", min=1, help="Anchored decoding: candidate endings scored against the suffix (1 = greedy).")] = 4,
-    draft_tokens: Annotated[int, typer.Option("--draft-tokens", min=0, help="Anchored decoding: slots the drafter guesses per pass (0 = the base alone).")] = 0,
+    draft_tokens: Annotated[int, typer.Option("--draft-tokens", min=0, help="Anchored decoding: slots guessed ahead per pass, kept where the base agrees (0 = none).")] = 0,
+    drafter: Annotated[Drafter, typer.Option("--drafter", help="What guesses them: context (copied from the text around the hole) or adapter (the trained drafter).")] = "context",
 ) -> None:
     """Score infilling on held-out packages and on functions with tests."""
     from rich.console import Console
@@ -121,7 +126,7 @@ def eval_command(
     console = Console()
     report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
                       functional=not no_functional, ltr=ltr, heldout=not no_heldout, humaneval=humaneval,
-                      humaneval_multi=humaneval_multi, best_of=best_of, draft_tokens=draft_tokens)
+                      humaneval_multi=humaneval_multi, best_of=best_of, draft_tokens=draft_tokens, drafter=drafter)
     console.print(render_table(report.summaries))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

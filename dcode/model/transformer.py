@@ -22,18 +22,40 @@ from dcode.model.config import ModelConfig
 @dataclass
 class KVCache:
     """Per-layer post-RoPE keys and values, each [B, n_kv_heads, S, head_dim], and the absolute
-    positions [B, S] they were computed at (the attention layout of a causal context needs them)."""
+    positions [B, S] they were computed at (the attention layout of a causal context needs them).
+
+    A batch of continuations of one prompt keeps the prompt's keys/values once: `shared_keys`
+    and `shared_values` ([1, n_kv_heads, P, head_dim]) come before every row's own `keys` and
+    `values`, and `positions` covers both ([., P + S]). Each row reading its own copy of a long
+    prompt would copy it in every layer of every pass, most of a batched pass's time on a CPU."""
 
     keys: list[Tensor]
     values: list[Tensor]
     positions: Tensor
+    shared_keys: list[Tensor] | None = None
+    shared_values: list[Tensor] | None = None
 
     @property
     def length(self) -> int:
-        return self.keys[0].shape[2] if self.keys else 0
+        return self.positions.shape[1]
+
+    def shared_by(self, rows: int) -> "KVCache":
+        """The keys/values of this one-row cache as the shared prompt of `rows` continuations
+        (with none of their own yet)."""
+        assert self.shared_keys is None and (not self.keys or self.keys[0].shape[0] == 1)
+        return KVCache([k[:, :, :0].expand(rows, -1, -1, -1) for k in self.keys],
+                       [v[:, :, :0].expand(rows, -1, -1, -1) for v in self.values], self.positions,
+                       self.keys, self.values)
+
+    def rows(self, index: Tensor) -> "KVCache":
+        """The cache of the batch rows in `index` (the shared prompt stays shared)."""
+        positions = self.positions if self.positions.shape[0] == 1 else self.positions.index_select(0, index)
+        return KVCache([k.index_select(0, index) for k in self.keys], [v.index_select(0, index) for v in self.values],
+                       positions, self.shared_keys, self.shared_values)
 
     def select(self, index: Tensor) -> "KVCache":
         """Keep only the positions in `index` (1-D, indices along S)."""
+        assert self.shared_keys is None
         return KVCache(
             [k.index_select(2, index) for k in self.keys],
             [v.index_select(2, index) for v in self.values],
@@ -153,9 +175,11 @@ class Attention(nn.Module):
         cached: tuple[Tensor, Tensor] | None,
         attn_mask: Tensor | None,
         extend: bool = False,
+        shared: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Output, then the keys/values of x's positions (`extend`: the cached ones followed by
-        them, which attention has put together anyway)."""
+        them, which attention has put together anyway). `shared`: keys/values [1, ...] every
+        row attends to before its cached ones (KVCache.shared_keys)."""
         B, T, _ = x.shape
         q = self.wq(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.wk(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
@@ -171,14 +195,34 @@ class Attention(nn.Module):
         # query axis instead of the keys being repeated: repeating copies every cached key and
         # value n_rep times in every layer of every pass, most of a pass's time at long contexts.
         n_rep = self.n_heads // self.n_kv_heads
-        S = k.shape[2]
+        S = k.shape[2] + (0 if shared is None else shared[0].shape[2])
         q = q.reshape(B, self.n_kv_heads, n_rep * T, self.head_dim)
         if attn_mask is not None and n_rep > 1:
             rows = attn_mask.shape[0]
             attn_mask = attn_mask.expand(rows, 1, T, S)[:, :, None].expand(rows, 1, n_rep, T, S).reshape(rows, 1, n_rep * T, S)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
+        if shared is None:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=False)
+        else:
+            out = shared_prefix_attention(q, k, v, shared[0], shared[1], attn_mask)
         out = out.reshape(B, self.n_heads, T, self.head_dim).transpose(1, 2).reshape(B, T, self.n_heads * self.head_dim)
         return (self.wo(out), k, v) if extend else (self.wo(out), new_k, new_v)
+
+
+def shared_prefix_attention(q: Tensor, k: Tensor, v: Tensor, shared_k: Tensor, shared_v: Tensor,
+                            mask: Tensor | None) -> Tensor:
+    """Attention of q [B, H, Q, D] over keys shared by every row ([1, H, P, D]) followed by each
+    row's own ([B, H, S, D]); mask [., 1, Q, P + S] (True = may attend). The rows' queries read
+    the shared keys as one batch, so those are never copied per row (cascade attention)."""
+    B, H, Q, D = q.shape
+    P = shared_k.shape[2]
+    by_head = q.transpose(0, 1).reshape(H, B * Q, D)
+    scores_shared = torch.matmul(by_head, shared_k[0].transpose(1, 2)).view(H, B, Q, P).transpose(0, 1)
+    scores = torch.cat([scores_shared, torch.matmul(q, k.transpose(2, 3))], dim=-1) * D**-0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    from_shared = torch.matmul(weights[..., :P].transpose(0, 1).reshape(H, B * Q, P), shared_v[0])
+    return from_shared.view(H, B, Q, D).transpose(0, 1) + torch.matmul(weights[..., P:], v)
 
 
 class MLP(nn.Module):
@@ -200,8 +244,8 @@ class Block(nn.Module):
         self.mlp_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, cached, attn_mask, extend=False):
-        a, k, v = self.attn(self.attn_norm(x), cos, sin, cached, attn_mask, extend)
+    def forward(self, x, cos, sin, cached, attn_mask, extend=False, shared=None):
+        a, k, v = self.attn(self.attn_norm(x), cos, sin, cached, attn_mask, extend, shared)
         x = x + a
         x = x + self.mlp(self.mlp_norm(x))
         return x, k, v
@@ -280,11 +324,14 @@ class Transformer(nn.Module):
         values: list[Tensor] = []
         for i, block in enumerate(self.blocks):
             cached = (cache.keys[i], cache.values[i]) if cache is not None else None
-            x, k, v = block(x, cos, sin, cached, attn_mask, extend_cache and cached is not None)
+            shared = None if cache is None or cache.shared_keys is None else (cache.shared_keys[i], cache.shared_values[i])
+            x, k, v = block(x, cos, sin, cached, attn_mask, extend_cache and cached is not None, shared)
             if return_cache:
                 keys.append(k)
                 values.append(v)
         logits = self.head(self.norm(x if rows is None else x[rows]))
         if return_cache:
-            return logits, KVCache(keys, values, key_positions if extend_cache else positions)
+            if extend_cache and cache is not None:
+                return logits, KVCache(keys, values, key_positions, cache.shared_keys, cache.shared_values)
+            return logits, KVCache(keys, values, positions)
         return logits

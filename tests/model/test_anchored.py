@@ -96,7 +96,7 @@ def test_clean_tokens_are_the_base_s_own_and_drafts_only_save_passes(anchored, m
         sequence = prompt.before + ref_tokens
         anchored.drafter = OracleDrafter(sequence, anchored.config.vocab_size, wrong)
         seen.clear()
-        drafted = anchored_infill(anchored, PREFIX, "", options=DecodeOptions(**{**options.__dict__, "draft_tokens": 4}),
+        drafted = anchored_infill(anchored, PREFIX, "", options=DecodeOptions(**{**options.__dict__, "draft_tokens": 4, "drafter": "adapter"}),
                                   headed=False)
     finally:
         anchored.drafter = saved
@@ -351,3 +351,46 @@ def test_dcode_small_is_the_default_once_its_base_is_pulled(tmp_path, monkeypatc
     base.parent.mkdir(parents=True)
     base.write_bytes(b"gguf")
     assert default_model_dir().name == "dcode-small"
+
+
+def test_context_lookup_drafts_what_followed_the_newest_tokens_last_time():
+    from dcode.diffusion.lookup import ContextLookup
+
+    lookup = ContextLookup([1, 2, 3, 4, 5, 6], [40, 41, 42])
+    assert lookup.draft([2, 3], 3) == [4, 5, 6]  # "2 3" occurred in the prompt
+    assert lookup.draft([9, 6], 5) == []  # "9 6" never did, and one token alone is no match
+    assert lookup.draft([5, 6, 40], 2) == [41, 42]  # the suffix's first tokens count
+    assert lookup.draft([7, 8, 9, 7, 8], 4) == [9, 7, 8]  # the branch's own text, latest first
+    assert lookup.draft([8, 3, 4], 2) == [5, 6]  # the longest match wins: "3 4" alone would do too
+
+
+def test_drafts_of_any_length_leave_every_branch_as_the_base_writes_it(anchored, monkeypatch):
+    # Drafts copied from the context come in any length, right or wrong: rows with shorter ones
+    # are padded. Whatever they are, the text is the base's, and right ones save passes.
+    import dcode.diffusion.anchored as anchored_module
+
+    seen = committed(monkeypatch)
+    for best_of in (1, 3):
+        options = DecodeOptions(max_tokens=TOKENS, best_of=best_of, max_lines=8)
+        seen.clear()
+        plain = anchored_infill(anchored, PREFIX, "", options=options, headed=False)
+        reference = [t for t, _ in seen]
+
+        class ReferenceLookup:  # the greedy branch's next tokens, 0 to k of them, every third wrong
+            def __init__(self, before, after) -> None:
+                pass
+
+            def draft(self, branch, k):
+                n = len(branch)
+                guess = reference[n : n + n % (k + 1)]
+                return [(t + 1) % 300 if (n + j) % 3 == 2 else t for j, t in enumerate(guess)]
+
+        monkeypatch.setattr(anchored_module, "ContextLookup", ReferenceLookup)
+        drafted = anchored_infill(anchored, PREFIX, "", options=DecodeOptions(**{**options.__dict__, "draft_tokens": 4}),
+                                  headed=False)
+        monkeypatch.undo()
+        seen = committed(monkeypatch)
+        assert drafted.text == plain.text and drafted.token_ids == plain.token_ids
+        assert drafted.confidences == pytest.approx(plain.confidences, abs=1e-4)
+        if best_of == 1:
+            assert drafted.stats.forward_passes < plain.stats.forward_passes

@@ -63,6 +63,37 @@ def test_an_extended_cache_is_the_cache_followed_by_what_was_read(tiny_tokenizer
     assert new_only.keys[0].shape[2] == 4 and extended.keys[0].shape[2] == 12
 
 
+def test_rows_sharing_a_prompt_read_it_once_and_match_rows_with_their_own_copy(tiny_tokenizer):
+    # Three continuations of one prompt, each with its own tokens after it: attention over the
+    # shared prompt plus each row's own keys equals attention over a per-row copy of the prompt.
+    net = Transformer(tiny_config(tiny_tokenizer))
+    net.init_weights(4)
+    prompt = torch.randint(4, 300, (1, 9))
+    tails = torch.randint(4, 300, (3, 5))
+    _, kv = net(prompt, causal_until=9, return_cache=True)
+    shared = kv.shared_by(3)
+    assert shared.keys[0].shape[:3] == (3, kv.keys[0].shape[1], 0) and shared.length == 9
+    copied = dataclasses.replace(kv, keys=[k.expand(3, -1, -1, -1) for k in kv.keys],
+                                 values=[v.expand(3, -1, -1, -1) for v in kv.values])
+    valid = torch.tensor([[True] * 9 + [True, True, False, True, True]] * 3)  # one padded slot
+    args = dict(positions=torch.arange(9, 14), causal_until=14, key_mask=valid, return_cache=True, extend_cache=True)
+    got, got_kv = net(tails, cache=shared, **args)
+    want, want_kv = net(tails, cache=copied, **args)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # The extended cache keeps the prompt shared and holds only each row's own five positions.
+    assert got_kv.shared_keys is kv.keys and got_kv.keys[0].shape[2] == 5 and got_kv.length == 14
+    torch.testing.assert_close(got_kv.keys[1], want_kv.keys[1][:, :, 9:], atol=1e-5, rtol=1e-5)
+    # Picking a row keeps the sharing, and it continues exactly as a plain causal forward would.
+    _, batch_kv = net(tails, cache=shared, positions=torch.arange(9, 14), causal_until=14, return_cache=True,
+                      extend_cache=True)
+    row = batch_kv.rows(torch.tensor([1]))
+    assert row.shared_keys is kv.keys and row.keys[0].shape[0] == 1
+    nxt = torch.randint(4, 300, (1, 1))
+    step = net(nxt, positions=torch.tensor([14]), cache=row, causal_until=15)
+    whole = net(torch.cat([prompt, tails[1:2], nxt], dim=1), causal_until=15)
+    torch.testing.assert_close(step[0, -1], whole[0, -1], atol=1e-5, rtol=1e-5)
+
+
 def test_key_mask_hides_padding(tiny_tokenizer):
     cfg = tiny_config(tiny_tokenizer)
     net = Transformer(cfg)
