@@ -47,6 +47,7 @@ def run_eval(
     on_result=None,
     ltr: bool = False,
     heldout: bool = True,
+    multi: bool = True,
     humaneval: int = 0,
     humaneval_multi: int = 0,
     best_of: int = 4,
@@ -57,7 +58,8 @@ def run_eval(
     tasks (fixed seed), `humaneval` HumanEval single-line and `humaneval_multi` multi-line holes;
     run the engine on each and
     score them. `ltr`: score the model's pretrained base instead, decoded left to right with
-    token healing (the floor to beat). `heldout=False` leaves out the held-out packages' holes."""
+    token healing (the floor to beat). `heldout=False` leaves out the held-out packages' holes,
+    `multi=False` their multi-line ones (the single-line holes stay the same)."""
     from dcode.model.loader import load_model
 
     from dcode.model.threads import use_threads
@@ -66,7 +68,7 @@ def run_eval(
     threads = use_threads(load_settings(None)[0].threads)  # DCODE_THREADS or the user's config, else the free cores
     model = _ltr_base(model_path, device) if ltr else load_model(model_path, device=device)
     spec = heldout_spec(data_dir, model.path) if heldout else {}
-    tasks = holdout_tasks(heldout_files(spec), limit, limit, seed=seed) if heldout else []
+    tasks = holdout_tasks(heldout_files(spec), limit, limit if multi else 0, seed=seed) if heldout else []
     fdir = functional_dir or default_functional_dir()
     if functional and fdir is not None:
         tasks += functional_tasks(fdir, n=limit, seed=seed)
@@ -116,6 +118,7 @@ def eval_command(
     humaneval: Annotated[int, typer.Option("--humaneval", min=0, help="Also this many HumanEval single-line holes, scored by the problems' tests (needs dcode[eval]).")] = 0,
     humaneval_multi: Annotated[int, typer.Option("--humaneval-multi", min=0, help="Also this many HumanEval multi-line holes (2-5 lines of a solution, one per problem), scored by the tests.")] = 0,
     no_heldout: Annotated[bool, typer.Option("--no-heldout", help="Skip the held-out packages' single- and multi-line holes.")] = False,
+    no_multi: Annotated[bool, typer.Option("--no-multi", help="Skip the held-out packages' multi-line holes (the single-line ones stay the same).")] = False,
     best_of: Annotated[int, typer.Option("--best-of", min=1, help="Anchored decoding: candidate endings scored against the suffix (1 = greedy).")] = 4,
     draft_tokens: Annotated[int, typer.Option("--draft-tokens", min=0, help="Anchored decoding: slots guessed ahead per pass, kept where the base agrees (0 = none).")] = 0,
     drafter: Annotated[Drafter, typer.Option("--drafter", help="What guesses them: context (copied from the text around the hole) or adapter (the trained drafter).")] = "context",
@@ -125,7 +128,7 @@ def eval_command(
 
     console = Console()
     report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
-                      functional=not no_functional, ltr=ltr, heldout=not no_heldout, humaneval=humaneval,
+                      functional=not no_functional, ltr=ltr, heldout=not no_heldout, multi=not no_multi, humaneval=humaneval,
                       humaneval_multi=humaneval_multi, best_of=best_of, draft_tokens=draft_tokens, drafter=drafter)
     console.print(render_table(report.summaries))
     if json_path is not None:

@@ -146,6 +146,20 @@ def test_eval_command_on_the_shipped_model(tmp_path: Path) -> None:
     assert all(s["exact"] < 1.0 and 0.0 <= s["similarity"] < 1.0 for s in report["summary"])
 
 
+def test_no_multi_keeps_the_same_single_line_holes(tmp_path: Path) -> None:
+    from dcode.cli.app import app
+
+    reports = []
+    for extra in ([], ["--no-multi"]):
+        out = tmp_path / f"report{len(extra)}.json"
+        result = CliRunner().invoke(app, ["eval", "--limit", "3", "--no-functional", "--json", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(out.read_text()))
+    both, single_only = ([(r["kind"], r["id"], r["expected"]) for r in rep["results"]] for rep in reports)
+    assert {k for k, _, _ in both} == {"single", "multi"} and {k for k, _, _ in single_only} == {"single"}
+    assert single_only == [row for row in both if row[0] == "single"]
+
+
 def test_the_model_card_table_has_a_row_per_kind_with_its_figures() -> None:
     rows = [Summary("single", 50, 0.125, 0.5, 0.98, None, 3.25, 1.5, 12.04),
             Summary("functional", 24, 0.0, 0.25, 1.0, 0.0417, 7.0, 2.0, 30.0)]
