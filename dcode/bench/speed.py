@@ -106,8 +106,9 @@ def model_speed(model: LoadedModel, ctx: BenchContext) -> dict:
             continue
         rows = infill_rows(model, tasks, max_tokens=(16 if quick else 32) if kind == "single-line" else (24 if quick else 128))
         result["holes"][kind] = {"n": len(tasks), "rows": [row_dict(r) for r in rows]}
-        if any(r.name.startswith("threshold") for r in rows):
-            result["holes"][kind]["target"] = against_targets(rows)
+        target = against_targets(rows)
+        if target is not None:
+            result["holes"][kind]["target"] = target
     window = min(128 if quick else 512, model.config.max_seq_len - 32)
     source = max((t.full_prefix + t.expected + t.full_suffix for t in by_kind["single-line"]), key=len, default="")
     if len(model.tokenizer.encode(source)) >= window:
