@@ -164,14 +164,17 @@ class AnchoredDecoder:
         """Grow every live branch until each has ended, one batched pass at a time.
 
         Each pass the base reads, per branch, its pending tokens: its last committed token, then
-        the drafter's guesses for the slots after it. It keeps the longest run of guesses equal
-        to its own choices, then its own next token, so the result is exactly the base's. The
-        drafter then reads masked slots after the kept tokens (attending to every clean key,
-        bidirectionally among the masks) and guesses the next ones. Without a drafter, or when
+        the guesses for the slots after it. It keeps the longest run of guesses equal to its own
+        choices, then its own next token, so the result is exactly the base's. The next guesses
+        are copied from the context (`drafter: context`, dcode.diffusion.lookup), or come from
+        the adapter drafter, which reads masked slots after the kept tokens (attending to every
+        clean key, bidirectionally among the masks). Without drafts (`draft_tokens: 0`), or when
         sampling, a pass commits one token per branch."""
         k = self.options.draft_tokens if self.options.temperature <= 0 else 0
         drafter = self.model.drafter if k and self.options.drafter == "adapter" else None
-        lookup = ContextLookup(self.prompt.before, self.tok.encode(self.scored_suffix)) if k and self.options.drafter == "context" else None
+        lookup = None
+        if k and self.options.drafter == "context":
+            lookup = ContextLookup(self.prompt.before, self.tok.encode(self.scored_suffix))
         live = [i for i, b in enumerate(branches) if b.text_end is None and not b.stopped]
         length = cache.positions.shape[1]
         valid = torch.ones(len(branches), length, dtype=torch.bool, device=self.device)

@@ -334,11 +334,14 @@ def test_best_of_and_draft_tokens_are_settings(tmp_path):
     from dcode.errors import InputError
     from dcode.settings import load_settings
 
-    settings, _ = load_settings(tmp_path, {"best_of": 2}, env={"DCODE_DRAFT_TOKENS": "3"})
+    settings, _ = load_settings(tmp_path, {"best_of": 2}, env={"DCODE_DRAFT_TOKENS": "3", "DCODE_DRAFTER": "adapter"})
     options = settings.decode_options()
-    assert (options.best_of, options.draft_tokens) == (2, 3)
+    assert (options.best_of, options.draft_tokens, options.drafter) == (2, 3, "adapter")
+    assert load_settings(tmp_path, {}, env={})[0].decode_options().drafter == "context"
     with pytest.raises(InputError, match="best_of"):
         load_settings(tmp_path, {}, env={"DCODE_BEST_OF": "0"})
+    with pytest.raises(InputError, match="drafter must be context or adapter"):
+        load_settings(tmp_path, {}, env={"DCODE_DRAFTER": "oracle"})
 
 
 def test_dcode_small_is_the_default_once_its_base_is_pulled(tmp_path, monkeypatch):
