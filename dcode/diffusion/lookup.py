@@ -20,8 +20,8 @@ class ContextLookup:
 
     def __init__(self, before: Sequence[int], after: Sequence[int]) -> None:
         """before: the tokens the base reads before the hole; after: the suffix's first tokens."""
-        self.before = list(before)
-        self.source = self.before + list(after)
+        self.source = list(before) + list(after)
+        self.prompt_end = list(before)[-max(NGRAM_SIZES) :]  # what a short branch's n-gram starts with
         self.last: dict[tuple[int, ...], int] = {}  # n-gram -> where the token after it is
         for n in NGRAM_SIZES:
             for end in range(n, len(self.source)):
@@ -30,7 +30,7 @@ class ContextLookup:
     def draft(self, branch: Sequence[int], k: int) -> list[int]:
         """Up to `k` tokens that followed the latest earlier occurrence of the branch's newest
         tokens (the prompt's last ones count while the branch is short); [] when none."""
-        history = self.before[-max(NGRAM_SIZES) :] + list(branch)
+        history = self.prompt_end + list(branch)
         for n in NGRAM_SIZES:
             if len(history) < n:
                 continue
