@@ -382,7 +382,7 @@ class AnchoredDecoder:
 def _rows(cache: KVCache, rows: list[int]) -> KVCache:
     """The cache of the given batch rows. Rows continuing the one-row prompt share its
     keys/values (KVCache.shared_by): each pass then appends to the rows' own short tails only."""
-    if cache.shared_keys is None and (not cache.keys or cache.keys[0].shape[0] == 1) and set(rows) == {0}:
+    if cache.shared_keys is None and set(rows) == {0}:  # the prompt's one-row cache
         return cache.shared_by(len(rows))
     return cache.rows(torch.tensor(rows, dtype=torch.long, device=cache.positions.device))
 
