@@ -10,7 +10,8 @@ import typer
 
 from dcode.eval.humaneval import humaneval_multi_tasks, humaneval_tasks
 from dcode.eval.harness import Report, evaluate, ltr_predictor, model_predictor, render_table, summarize
-from dcode.eval.tasks import InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks
+from dcode.eval.tasks import (InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks,
+                              load_tasks, save_tasks)
 
 Drafter = Literal["context", "adapter"]
 SINGLE_MAX_TOKENS = 64
@@ -34,6 +35,36 @@ def decode_options_for(threshold: float | None, tokens_per_step: int | None, see
     return options_for
 
 
+def choose_tasks(
+    model_path: str | None = None,
+    limit: int = 50,
+    data_dir: Path | None = None,
+    functional_dir: Path | None = None,
+    seed: int = 0,
+    functional: bool = True,
+    heldout: bool = True,
+    multi: bool = True,
+    humaneval: int = 0,
+    humaneval_multi: int = 0,
+) -> tuple[list[InfillTask], list[str], Path | None]:
+    """`limit` single-line, `limit` multi-line and up to `limit` functional holes (fixed seed),
+    `humaneval` HumanEval single-line and `humaneval_multi` multi-line holes; with the held-out
+    packages and the functional folder they came from. `heldout=False` leaves out the held-out
+    packages' holes, `multi=False` their multi-line ones (the single-line holes stay the same)."""
+    from dcode.model.paths import resolve_model_dir
+
+    spec = heldout_spec(data_dir, resolve_model_dir(model_path)) if heldout else {}
+    tasks = holdout_tasks(heldout_files(spec), limit, limit if multi else 0, seed=seed) if heldout else []
+    fdir = (functional_dir or default_functional_dir()) if functional else None
+    if fdir is not None:
+        tasks += functional_tasks(fdir, n=limit, seed=seed)
+    if humaneval:
+        tasks += humaneval_tasks(humaneval, seed=seed)
+    if humaneval_multi:
+        tasks += humaneval_multi_tasks(humaneval_multi, seed=seed)
+    return tasks, sorted(spec), fdir
+
+
 def run_eval(
     model_path: str | None = None,
     limit: int = 50,
@@ -53,29 +84,27 @@ def run_eval(
     best_of: int = 4,
     draft_tokens: int = 0,
     drafter: str = "context",
+    tasks_file: Path | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Report:
-    """Load the model, build `limit` single-line, `limit` multi-line and up to `limit` functional
-    tasks (fixed seed), `humaneval` HumanEval single-line and `humaneval_multi` multi-line holes;
-    run the engine on each and
-    score them. `ltr`: score the model's pretrained base instead, decoded left to right with
-    token healing (the floor to beat). `heldout=False` leaves out the held-out packages' holes,
-    `multi=False` their multi-line ones (the single-line holes stay the same)."""
+    """Load the model, take the holes (`choose_tasks`, or the hole set in `tasks_file`), keep
+    shard (i, n)'s share of them (every n-th from the i-th), run the engine on each and score
+    them. `ltr`: score the model's pretrained base instead, decoded left to right with token
+    healing (the floor to beat)."""
     from dcode.model.loader import load_model
 
     from dcode.model.threads import use_threads
     from dcode.settings import load_settings
 
     threads = use_threads(load_settings(None)[0].threads)  # DCODE_THREADS or the user's config, else the free cores
+    if tasks_file is not None:
+        tasks, packages, fdir = load_tasks(tasks_file), None, None
+    else:
+        tasks, packages, fdir = choose_tasks(model_path, limit, data_dir, functional_dir, seed, functional, heldout,
+                                             multi, humaneval, humaneval_multi)
+    if shard is not None:
+        tasks = tasks[shard[0]::shard[1]]
     model = _ltr_base(model_path, device) if ltr else load_model(model_path, device=device)
-    spec = heldout_spec(data_dir, model.path) if heldout else {}
-    tasks = holdout_tasks(heldout_files(spec), limit, limit if multi else 0, seed=seed) if heldout else []
-    fdir = functional_dir or default_functional_dir()
-    if functional and fdir is not None:
-        tasks += functional_tasks(fdir, n=limit, seed=seed)
-    if humaneval:
-        tasks += humaneval_tasks(humaneval, seed=seed)
-    if humaneval_multi:
-        tasks += humaneval_multi_tasks(humaneval_multi, seed=seed)
     options_for = decode_options_for(threshold, tokens_per_step, seed, best_of, draft_tokens, drafter)
     if ltr:
         predict = ltr_predictor(model, lambda task: options_for(task).max_tokens)
@@ -85,10 +114,22 @@ def run_eval(
     results = evaluate(tasks, predict, on_result)
     settings = {"decoding": "left-to-right base, token healing" if ltr else model.config.decoder, "best_of": None if ltr else best_of, "draft_tokens": None if ltr else draft_tokens,
                 "drafter": None if ltr or not draft_tokens else drafter, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
-                "tokens_per_step": tokens_per_step, "device": str(model.device), "heldout_packages": sorted(spec),
-                "functional_dir": str(fdir) if functional and fdir else None, "total_wall_s": round(time.perf_counter() - start, 2),
+                "tokens_per_step": tokens_per_step, "device": str(model.device), "heldout_packages": packages,
+                "functional_dir": str(fdir) if fdir else None, "tasks_file": str(tasks_file) if tasks_file else None,
+                "shard": f"{shard[0]}/{shard[1]}" if shard else None, "total_wall_s": round(time.perf_counter() - start, 2),
                 "threads": threads}
     return Report(model.name + (" base (left to right)" if ltr else ""), settings, summarize(results), results)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"I/N" -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise typer.BadParameter(f"{text!r}: expected I/N, e.g. 0/4") from None
+    if not 0 <= index < count:
+        raise typer.BadParameter(f"{text!r}: I must be at least 0 and below N")
+    return index, count
 
 
 def _ltr_base(model_path: str | None, device: str | None):
@@ -122,14 +163,25 @@ def eval_command(
     best_of: Annotated[int, typer.Option("--best-of", min=1, help="Anchored decoding: candidate endings scored against the suffix (1 = greedy).")] = 4,
     draft_tokens: Annotated[int, typer.Option("--draft-tokens", min=0, help="Anchored decoding: slots guessed ahead per pass, kept where the base agrees (0 = none).")] = 0,
     drafter: Annotated[Drafter, typer.Option("--drafter", help="What guesses them: context (copied from the text around the hole) or adapter (the trained drafter).")] = "context",
+    save_tasks_path: Annotated[Path | None, typer.Option("--save-tasks", help="Write the chosen holes to this JSON file and stop (evaluate them elsewhere with --tasks).")] = None,
+    tasks_file: Annotated[Path | None, typer.Option("--tasks", help="Evaluate the holes of this file (from --save-tasks) instead of choosing them.")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="I/N: only every N-th hole from the I-th (0-based), for parallel runs.")] = None,
 ) -> None:
     """Score infilling on held-out packages and on functions with tests."""
     from rich.console import Console
 
     console = Console()
+    part = parse_shard(shard) if shard is not None else None
+    if save_tasks_path is not None:
+        tasks, _, _ = choose_tasks(model, limit, data, functional_dir, seed, not no_functional, not no_heldout,
+                                   not no_multi, humaneval, humaneval_multi)
+        save_tasks(tasks[part[0]::part[1]] if part else tasks, save_tasks_path)
+        console.print(f"wrote {len(tasks[part[0]::part[1]] if part else tasks)} holes to {save_tasks_path}")
+        return
     report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
                       functional=not no_functional, ltr=ltr, heldout=not no_heldout, multi=not no_multi, humaneval=humaneval,
-                      humaneval_multi=humaneval_multi, best_of=best_of, draft_tokens=draft_tokens, drafter=drafter)
+                      humaneval_multi=humaneval_multi, best_of=best_of, draft_tokens=draft_tokens, drafter=drafter,
+                      tasks_file=tasks_file, shard=part)
     console.print(render_table(report.summaries))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,24 @@ class Report:
                            "summary": [asdict(s) for s in self.summaries],
                            "results": [asdict(r) for r in self.results]}, indent=1) + "\n"
 
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        data = json.loads(text)
+        return cls(data["model"], data["settings"], [Summary(**s) for s in data["summary"]],
+                   [TaskResult(**r) for r in data["results"]])
+
+
+def merge_shards(shards: Sequence[Report]) -> Report:
+    """One report of the shards of a run (`dcode eval --shard I/N` for I = 0..N-1, in that
+    order): the holes back in their order, the figures summarized again over all of them."""
+    count = len(shards)
+    results: list[TaskResult] = []
+    for j in range(max(len(s.results) for s in shards)):
+        results += [s.results[j] for s in shards if j < len(s.results)]
+    settings = {**shards[0].settings, "shard": None, "shards": count,
+                "total_wall_s": max(s.settings.get("total_wall_s", 0.0) for s in shards)}
+    return Report(shards[0].model, settings, summarize(results), results)
+
 
 # ---------------------------------------------------------------------------------------- metrics
 

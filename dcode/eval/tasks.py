@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dcode.errors import InputError
@@ -32,6 +32,27 @@ class InfillTask:
     full_prefix: str  # uncropped: to rebuild the whole file for the parse check and the tests
     full_suffix: str
     tests: str = ""  # functional tasks: test code appended after the filled file
+
+
+def save_tasks(tasks: Sequence[InfillTask], path: Path) -> None:
+    """Write a hole set as JSON, so another machine evaluates exactly these holes (`--tasks`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps([asdict(t) for t in tasks], indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def load_tasks(path: Path) -> list[InfillTask]:
+    """The hole set `save_tasks` wrote; anything else is an InputError."""
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rows, list):
+            raise TypeError("a JSON list of holes is expected")
+        return [InfillTask(**row) for row in rows]
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, ValueError, TypeError) as e:
+        raise InputError(f"{path}: not a hole set written by `dcode eval --save-tasks` ({e})") from None
 
 
 def _crop(prefix: str, suffix: str) -> tuple[str, str]:

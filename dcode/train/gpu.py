@@ -10,6 +10,12 @@ shipped dcode-mini and the base read left to right with token healing, and a sho
     python -m dcode.train.gpu split .gpu                         # here: .gpu/0/, .gpu/1/, .gpu/2/
     python -m dcode.train.gpu run --parts .gpu --out "$OUT" --minutes 5.5   # there, last call
 
+`eval` instead runs one `dcode eval` of the holes chosen here (`--save-tasks`) for dcode-small,
+its base left to right and dcode-mini, each decoder in parallel shards (`--shard I/N`), and
+merges the shards into one report per decoder:
+
+    python -m dcode.train.gpu eval --parts .gpu --tasks .gpu/tasks.json --out "$OUT" --device cuda
+
 weights/dcode-small/README.md gives the device calls in full.
 """
 
@@ -20,9 +26,11 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dcode.errors import ModelError
@@ -98,8 +106,6 @@ def send_out(model_dir: Path, out_dir: Path) -> list[Path]:
 
 def evaluate_all(model_dir: Path, out_dir: Path, limit: int, device: str | None) -> dict[str, list[dict]]:
     """`dcode eval` for the adapter, dcode-mini and the base left to right; reports to out_dir."""
-    from dataclasses import asdict
-
     from dcode.eval.commands import run_eval
 
     runs = {"dcode-small": (model_dir, False, "eval-small.json"), "dcode-mini": (MINI, False, "eval-mini.json"),
@@ -110,6 +116,121 @@ def evaluate_all(model_dir: Path, out_dir: Path, limit: int, device: str | None)
         (out_dir / name).write_text(report.to_json(), encoding="utf-8")
         table[label] = [asdict(s) for s in report.summaries]
     return table
+
+
+@dataclass(frozen=True)
+class Decoder:
+    label: str  # the model's row in the table; several decoders may share one (kinds apart)
+    slug: str  # file names under the work folder
+    flags: tuple[str, ...]  # `dcode eval` flags beside --tasks/--shard/--json/--device
+    shards: int
+    kinds: tuple[str, ...] | None = None  # None: every hole of the set
+
+
+SHORT = ("single", "functional", "humaneval")
+SMALL_FLAGS = ("--model", str(SMALL))
+LTR_FLAGS = ("--model", str(SMALL), "--ltr")
+# Multi-line holes cost the most passes, so they get their own shards: a kind still running at
+# the deadline is lost alone. Context drafts leave the answers as they are and only count
+# passes, so they run on the single-line holes.
+DECODERS = (
+    Decoder("dcode-small", "small-short", SMALL_FLAGS, 2, SHORT),
+    Decoder("dcode-small", "small-multi", SMALL_FLAGS, 3, ("multi",)),
+    Decoder("dcode-small", "small-he-multi", SMALL_FLAGS, 2, ("humaneval-multi",)),
+    Decoder("base left to right", "ltr-short", LTR_FLAGS, 1, SHORT),
+    Decoder("base left to right", "ltr-multi", LTR_FLAGS, 2, ("multi", "humaneval-multi")),
+    Decoder("dcode-mini", "mini", ("--model", str(MINI)), 2),
+    Decoder("dcode-small, 8 drafts from the context", "small-drafts", (*SMALL_FLAGS, "--draft-tokens", "8"), 2,
+            ("single", "humaneval")),
+)
+
+
+def shard_commands(decoder: Decoder, tasks: Path, work: Path, device: str | None) -> list[list[str]]:
+    """One `dcode eval` command line per shard of `decoder`, each writing work/<slug>-<i>.json."""
+    base = [sys.executable, "-m", "dcode.eval.commands", "--tasks", str(tasks), *decoder.flags]
+    if device:
+        base += ["--device", device]
+    return [[*base, "--shard", f"{i}/{decoder.shards}", "--json", str(work / f"{decoder.slug}-{i}.json")]
+            for i in range(decoder.shards)]
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
+
+
+def evaluate_sharded(tasks_file: Path, out: Path, work: Path, device: str | None, deadline_s: float,
+                     decoders: tuple[Decoder, ...] = DECODERS) -> dict[str, dict]:
+    """Run every decoder's shards at once (one thread each: on a GPU a decoding pass is a chain
+    of small kernels, so several processes keep it busy), stop what is still running at the
+    deadline, and merge, per model, the decoders whose shards all finished into one report
+    (out/eval-<model>.json). Per model: its summaries and the kinds that did not finish."""
+    from dcode.eval.harness import Report, merge_shards, summarize
+    from dcode.eval.tasks import load_tasks, save_tasks
+
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "DCODE_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    holes = load_tasks(tasks_file)
+    running = []
+    for decoder in decoders:
+        subset = tasks_file
+        if decoder.kinds is not None:
+            subset = work / f"tasks-{decoder.slug}.json"
+            save_tasks([t for t in holes if t.kind in decoder.kinds], subset)
+        for i, cmd in enumerate(shard_commands(decoder, subset, work, device)):
+            log = (work / f"{decoder.slug}-{i}.log").open("w")
+            running.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+    end = time.monotonic() + deadline_s
+    for proc in running:
+        try:
+            proc.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    table: dict[str, dict] = {}
+    for label in dict.fromkeys(d.label for d in decoders):
+        reports, missing = [], []
+        for decoder in (d for d in decoders if d.label == label):
+            paths = [work / f"{decoder.slug}-{i}.json" for i in range(decoder.shards)]
+            if all(p.is_file() for p in paths):
+                reports.append(merge_shards([Report.from_json(p.read_text(encoding="utf-8")) for p in paths]))
+            else:
+                missing += sorted({t.kind for t in holes if decoder.kinds is None or t.kind in decoder.kinds})
+        results = [r for report in reports for r in report.results]
+        if reports:
+            merged = Report(reports[0].model, {**reports[0].settings, "kinds_unfinished": missing},
+                            summarize(results), results)
+            (out / f"eval-{_slug(label)}.json").write_text(merged.to_json(), encoding="utf-8")
+        table[label] = {"summaries": [asdict(s) for s in summarize(results)], "unfinished": missing}
+    return table
+
+
+def print_eval_table(table: dict[str, dict]) -> None:
+    print(f"{'model':<40} {'holes':<15} {'n':>4} {'exact':>7} {'sim':>6} {'parses':>7} {'tests':>7} {'fwd/hole':>9} {'tok/fwd':>8}")
+    for label, entry in table.items():
+        for r in entry["summaries"]:
+            tests = "-" if r["passed"] is None else f"{r['passed']:.1%}"
+            print(f"{label:<40} {r['kind']:<15} {r['n']:>4} {r['exact']:>7.1%} {r['similarity']:>6.3f} "
+                  f"{r['parses']:>7.1%} {tests:>7} {r['forward_passes']:>9.1f} {r['tokens_per_forward']:>8.2f}")
+        for kind in entry["unfinished"]:
+            print(f"{label:<40} {kind:<15} not finished before the deadline")
+
+
+def run_sharded_eval(args: argparse.Namespace) -> int:
+    from dcode.model.loader import load_model
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.parts:
+        print(f"base joined at {join_base(SMALL, Path(args.parts))}", flush=True)
+    model = load_model(str(SMALL), device=args.device)  # converts the base once, before the shards race to
+    print(f"dcode-small loaded on {model.device} in {time.perf_counter() - start:.1f} s", flush=True)
+    del model
+    table = evaluate_sharded(Path(args.tasks), out, Path(args.work), args.device, args.deadline_s)
+    (out / "eval-summary.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
+    print(f"\nwall {time.perf_counter() - start:.1f} s")
+    print_eval_table(table)
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
                       workers=args.workers, roots=args.roots, init=args.init)
     state = adapt(cfg, log=lambda s: print(s, flush=True), on_export=lambda d: send_out(d, out))
     train_s = time.perf_counter() - start
-    table = evaluate_all(work, out, args.eval_limit, args.device)
+    table = evaluate_all(work, out, args.eval_limit, args.device) if args.eval_limit else {}
     record = json.loads((work / "training.json").read_text(encoding="utf-8"))
     summary = {"device": record["device"], "tokens": state.tokens_seen, "steps": state.step,
                "train_s": round(state.elapsed_s, 1), "tok_s": record["tok_s"], "mfu_6n": record["mfu_6n"],
@@ -171,10 +292,19 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--save-minutes", type=float, default=1.0)
     rp.add_argument("--log-every", type=int, default=25)
     rp.add_argument("--workers", type=int, default=12)
-    rp.add_argument("--eval-limit", type=int, default=100)
+    rp.add_argument("--eval-limit", type=int, default=100, help="holes of each kind to evaluate after training (0: none)")
     rp.add_argument("--device", default=None)
     rp.add_argument("--roots", nargs="+", default=None)
+    ep = sub.add_parser("eval", help="join the base, run dcode eval of a hole set in parallel shards, merge")
+    ep.add_argument("--parts", help="folder with base.part* (default: the base is already in the cache)")
+    ep.add_argument("--tasks", required=True, help="the hole set (`dcode eval --save-tasks`)")
+    ep.add_argument("--out", required=True, help="folder whose files come back ($OUT)")
+    ep.add_argument("--work", default="/tmp/dcode-gpu-eval")
+    ep.add_argument("--device", default=None)
+    ep.add_argument("--deadline-s", type=float, default=420.0, help="stop shards still running after this long")
     args = p.parse_args(argv)
+    if args.command == "eval":
+        return run_sharded_eval(args)
     if args.command == "split":
         for part in split_base(SMALL, Path(args.parts_dir), args.part_mib << 20):
             print(part, part.stat().st_size)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -171,3 +173,53 @@ def test_the_model_card_table_has_a_row_per_kind_with_its_figures() -> None:
     cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     assert cells == [["single", "50", "12.5%", "0.500", "98.0%", "-", "3.2", "1.50", "12.0"],
                      ["functional", "24", "0.0%", "0.250", "100.0%", "4.2%", "7.0", "2.00", "30.0"]]
+
+
+def _without_wall(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "wall_s"} for row in rows]
+
+
+def test_a_saved_hole_set_is_evaluated_unchanged_and_its_shards_merge_back(tmp_path: Path) -> None:
+    from dcode.cli.app import app
+    from dcode.eval.harness import Report, merge_shards
+
+    holes = tmp_path / "holes.json"
+    result = CliRunner().invoke(app, ["eval", "--limit", "3", "--functional", str(FUNCTIONAL), "--save-tasks", str(holes)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(holes.read_text())
+    assert [t["kind"] for t in saved] == ["single"] * 3 + ["multi"] * 3 + ["functional"] * 3
+    runs = {}
+    for name, extra in (("whole", []), ("first", ["--shard", "0/2"]), ("second", ["--shard", "1/2"])):
+        out = tmp_path / f"{name}.json"
+        result = CliRunner().invoke(app, ["eval", "--tasks", str(holes), "--json", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        runs[name] = Report.from_json(out.read_text())
+    whole = runs["whole"]
+    # The saved holes are the ones evaluated, in their order; each shard takes every other one.
+    assert [(r.id, r.expected) for r in whole.results] == [(t["id"], t["expected"]) for t in saved]
+    assert [r.id for r in runs["first"].results] == [t["id"] for t in saved[0::2]]
+    assert [r.id for r in runs["second"].results] == [t["id"] for t in saved[1::2]]
+    merged = merge_shards([runs["first"], runs["second"]])
+    rows = [dataclasses.asdict(r) for r in merged.results]
+    assert _without_wall(rows) == _without_wall([dataclasses.asdict(r) for r in whole.results])
+    assert [(s.kind, s.n, s.exact, s.similarity, s.passed, s.forward_passes) for s in merged.summaries] == \
+        [(s.kind, s.n, s.exact, s.similarity, s.passed, s.forward_passes) for s in whole.summaries]
+    assert merged.settings["shards"] == 2 and merged.settings["shard"] is None
+
+
+def test_a_bad_hole_set_or_shard_is_a_one_line_error(tmp_path: Path) -> None:
+    from dcode.errors import InputError
+    from dcode.eval.tasks import load_tasks
+
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a list of holes"}')
+    with pytest.raises(InputError, match="not a hole set"):
+        load_tasks(bad)
+    with pytest.raises(InputError, match="no such file"):
+        load_tasks(tmp_path / "missing.json")
+    for extra in ([], ["--shard", "2/2"], ["--shard", "x/2"]):
+        run = subprocess.run([sys.executable, "-c", "from dcode.cli import main; main()", "eval", "--tasks", str(bad), *extra],
+                             capture_output=True, text=True, timeout=120)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.startswith("dcode: error:") and len(run.stderr.strip().splitlines()) == 1, run.stderr
+        assert ("not a hole set" if not extra else "I/N" if "x" in extra[1] else "below N") in run.stderr

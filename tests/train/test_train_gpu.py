@@ -4,6 +4,7 @@ files as a call brings back, and the closing table."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tarfile
@@ -95,3 +96,33 @@ def test_the_closing_table_has_a_row_per_model_and_kind(capsys):
         ["dcode-small", "functional", "24", "12.5%", "25.0%", "3.2"],
         ["base", "left-to-right", "single", "50", "50.0%", "-", "3.2"],
     ]
+
+
+def test_sharded_eval_merges_each_model_and_reports_what_missed_the_deadline(tmp_path: Path, capsys):
+    from dcode.eval.harness import Report
+    from dcode.eval.tasks import functional_tasks, holdout_tasks, save_tasks
+    from dcode.train.gpu import MINI, Decoder, evaluate_sharded, print_eval_table
+    from tests.conftest import DATA
+    from tests.eval.test_eval import stdlib_files
+
+    holes = tmp_path / "holes.json"
+    tasks = holdout_tasks(stdlib_files(), 2, 0, seed=0) + functional_tasks(DATA / "functional", n=3, seed=0)
+    save_tasks(tasks, holes)
+    mini = ("--model", str(MINI))
+    decoders = (Decoder("mini", "functional", mini, 2, ("functional",)), Decoder("mini", "single", mini, 1, ("single",)),
+                Decoder("mini, none", "multi", mini, 1, ("multi",)))
+    out = tmp_path / "out"
+    out.mkdir()
+    table = evaluate_sharded(holes, out, tmp_path / "work", "cpu", 120.0, decoders)
+    # One report per model, its kinds from their own decoders, the holes in the set's order.
+    merged = Report.from_json((out / "eval-mini.json").read_text())
+    assert sorted(r.id for r in merged.results) == sorted(t.id for t in tasks)
+    assert [s.kind for s in merged.summaries] == ["single", "functional"]
+    assert table["mini"] == {"summaries": [dataclasses.asdict(s) for s in merged.summaries], "unfinished": []}
+    assert table["mini, none"] == {"summaries": [], "unfinished": []}  # no multi-line hole: nothing to run
+    # A kind whose shards are still running at the deadline is stopped and named, not dropped silently.
+    late = evaluate_sharded(holes, tmp_path / "late-out", tmp_path / "late", "cpu", 0.0, decoders[:1])
+    assert late == {"mini": {"summaries": [], "unfinished": ["functional"]}}
+    print_eval_table({**table, **late})
+    printed = capsys.readouterr().out
+    assert "functional" in printed and "not finished before the deadline" in printed
