@@ -86,11 +86,13 @@ def run_eval(
     drafter: str = "context",
     tasks_file: Path | None = None,
     shard: tuple[int, int] | None = None,
+    partial_json: Path | None = None,
 ) -> Report:
     """Load the model, take the holes (`choose_tasks`, or the hole set in `tasks_file`), keep
     shard (i, n)'s share of them (every n-th from the i-th), run the engine on each and score
     them. `ltr`: score the model's pretrained base instead, decoded left to right with token
-    healing (the floor to beat)."""
+    healing (the floor to beat). `partial_json`: the report so far is rewritten there after every
+    hole (settings "complete": false), so a run stopped early keeps what it scored."""
     from dcode.model.loader import load_model
 
     from dcode.model.threads import use_threads
@@ -110,15 +112,36 @@ def run_eval(
         predict = ltr_predictor(model, lambda task: options_for(task).max_tokens)
     else:
         predict = model_predictor(model, options_for)
-    start = time.perf_counter()
-    results = evaluate(tasks, predict, on_result)
     settings = {"decoding": "left-to-right base, token healing" if ltr else model.config.decoder, "best_of": None if ltr else best_of, "draft_tokens": None if ltr else draft_tokens,
                 "drafter": None if ltr or not draft_tokens else drafter, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
                 "tokens_per_step": tokens_per_step, "device": str(model.device), "heldout_packages": packages,
                 "functional_dir": str(fdir) if fdir else None, "tasks_file": str(tasks_file) if tasks_file else None,
-                "shard": f"{shard[0]}/{shard[1]}" if shard else None, "total_wall_s": round(time.perf_counter() - start, 2),
-                "threads": threads}
-    return Report(model.name + (" base (left to right)" if ltr else ""), settings, summarize(results), results)
+                "shard": f"{shard[0]}/{shard[1]}" if shard else None, "threads": threads}
+    name = model.name + (" base (left to right)" if ltr else "")
+    start = time.perf_counter()
+    done: list = []
+
+    def report_so_far(complete: bool) -> Report:
+        return Report(name, {**settings, "holes": len(tasks), "complete": complete,
+                             "total_wall_s": round(time.perf_counter() - start, 2)}, summarize(done), list(done))
+
+    def record(result) -> None:
+        done.append(result)
+        if partial_json is not None:
+            write_report(report_so_far(False), partial_json)
+        if on_result:
+            on_result(result)
+
+    evaluate(tasks, predict, record)
+    return report_so_far(True)
+
+
+def write_report(report: Report, path: Path) -> None:
+    """Replace `path` with the report at once (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(report.to_json(), encoding="utf-8")
+    tmp.replace(path)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -147,7 +170,7 @@ def _ltr_base(model_path: str | None, device: str | None):
 def eval_command(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Holes of each kind (single-line, multi-line, functional).")] = 50,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model directory (default: $DCODE_MODEL or the shipped model).")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report (every hole) as JSON here.")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the full report (every hole) as JSON here; rewritten after every hole while the run goes on.")] = None,
     threshold: Annotated[float, typer.Option("--threshold", min=0.0, max=1.0, help="Commit every token at least this confident per pass.")] = 0.9,
     tokens_per_step: Annotated[int | None, typer.Option("--tokens-per-step", min=1, help="Fixed schedule instead of the threshold (1 = autoregressive-equivalent baseline).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Corpus directory whose validation packages to use (default: the model's heldout.json).")] = None,
@@ -181,11 +204,10 @@ def eval_command(
     report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
                       functional=not no_functional, ltr=ltr, heldout=not no_heldout, multi=not no_multi, humaneval=humaneval,
                       humaneval_multi=humaneval_multi, best_of=best_of, draft_tokens=draft_tokens, drafter=drafter,
-                      tasks_file=tasks_file, shard=part)
+                      tasks_file=tasks_file, shard=part, partial_json=json_path)
     console.print(render_table(report.summaries))
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(report.to_json(), encoding="utf-8")
+        write_report(report, json_path)
         console.print(f"wrote {json_path}")
 
 

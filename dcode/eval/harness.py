@@ -92,6 +92,7 @@ def merge_shards(shards: Sequence[Report]) -> Report:
     for j in range(max(len(s.results) for s in shards)):
         results += [s.results[j] for s in shards if j < len(s.results)]
     settings = {**shards[0].settings, "shard": None, "shards": count,
+                "complete": all(s.settings.get("complete", True) for s in shards),
                 "total_wall_s": max(s.settings.get("total_wall_s", 0.0) for s in shards)}
     return Report(shards[0].model, settings, summarize(results), results)
 

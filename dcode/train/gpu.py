@@ -2,19 +2,21 @@
 
 A lent GPU machine has no network and takes at most 64 MiB of working tree per call, and the
 base GGUF is 94 MiB, so the base travels in parts, one per call while the machine stays warm
-(`split` here; `run --parts` there joins them and checks the sha256 that base.json pins). Each export of the adapter is
+(`split` here). An ignored folder that a call does not carry is removed there, so each call
+copies its part out of the checkout (`cp .gpu/N/* /root/parts/`), and `run --parts /root/parts`
+joins them and checks the sha256 that base.json pins. Each export of the adapter is
 copied out (its shards as they are, the rest in one tar: a call brings back at most 8 files of
 16 MiB), so a call cut at its time limit still brings an adapter back. The run ends with `dcode eval` for the new adapter, the
 shipped dcode-mini and the base read left to right with token healing, and a short table.
 
     python -m dcode.train.gpu split .gpu                         # here: .gpu/0/, .gpu/1/, .gpu/2/
-    python -m dcode.train.gpu run --parts .gpu --out "$OUT" --minutes 5.5   # there, last call
+    python -m dcode.train.gpu run --parts /root/parts --out "$OUT" --minutes 5.5   # there, last call
 
 `eval` instead runs one `dcode eval` of the holes chosen here (`--save-tasks`) for dcode-small,
 its base left to right and dcode-mini, each decoder in parallel shards (`--shard I/N`), and
-merges the shards into one report per decoder:
+merges the shards into one report per model:
 
-    python -m dcode.train.gpu eval --parts .gpu --tasks .gpu/tasks.json --out "$OUT" --device cuda
+    python -m dcode.train.gpu eval --parts /root/parts --tasks .gpu/2/tasks.json --out "$OUT" --device cuda
 
 weights/dcode-small/README.md gives the device calls in full.
 """
@@ -162,8 +164,9 @@ def evaluate_sharded(tasks_file: Path, out: Path, work: Path, device: str | None
                      decoders: tuple[Decoder, ...] = DECODERS) -> dict[str, dict]:
     """Run every decoder's shards at once (one thread each: on a GPU a decoding pass is a chain
     of small kernels, so several processes keep it busy), stop what is still running at the
-    deadline, and merge, per model, the decoders whose shards all finished into one report
-    (out/eval-<model>.json). Per model: its summaries and the kinds that did not finish."""
+    deadline, and merge, per model, its decoders' shards into one report (out/eval-<model>.json).
+    A shard writes its report after every hole, so one stopped at the deadline still gives the
+    holes it finished. Per model: its summaries and the kinds that did not finish."""
     from dcode.eval.harness import Report, merge_shards, summarize
     from dcode.eval.tasks import load_tasks, save_tasks
 
@@ -188,31 +191,34 @@ def evaluate_sharded(tasks_file: Path, out: Path, work: Path, device: str | None
             proc.wait()
     table: dict[str, dict] = {}
     for label in dict.fromkeys(d.label for d in decoders):
-        reports, missing = [], []
+        reports, unfinished = [], []
         for decoder in (d for d in decoders if d.label == label):
             paths = [work / f"{decoder.slug}-{i}.json" for i in range(decoder.shards)]
-            if all(p.is_file() for p in paths):
-                reports.append(merge_shards([Report.from_json(p.read_text(encoding="utf-8")) for p in paths]))
-            else:
-                missing += sorted({t.kind for t in holes if decoder.kinds is None or t.kind in decoder.kinds})
+            shards = [Report.from_json(p.read_text(encoding="utf-8")) for p in paths if p.is_file()]
+            if len(shards) < len(paths) or not all(r.settings.get("complete") for r in shards):
+                unfinished += sorted({t.kind for t in holes if decoder.kinds is None or t.kind in decoder.kinds})
+            if shards:
+                reports.append(merge_shards(shards))
         results = [r for report in reports for r in report.results]
         if reports:
-            merged = Report(reports[0].model, {**reports[0].settings, "kinds_unfinished": missing},
+            merged = Report(reports[0].model, {**reports[0].settings, "kinds_unfinished": unfinished},
                             summarize(results), results)
             (out / f"eval-{_slug(label)}.json").write_text(merged.to_json(), encoding="utf-8")
-        table[label] = {"summaries": [asdict(s) for s in summarize(results)], "unfinished": missing}
+        table[label] = {"summaries": [asdict(s) for s in summarize(results)], "unfinished": unfinished}
     return table
 
 
 def print_eval_table(table: dict[str, dict]) -> None:
+    """A row per model and kind; a kind stopped at the deadline shows the holes it finished."""
     print(f"{'model':<40} {'holes':<15} {'n':>4} {'exact':>7} {'sim':>6} {'parses':>7} {'tests':>7} {'fwd/hole':>9} {'tok/fwd':>8}")
     for label, entry in table.items():
         for r in entry["summaries"]:
             tests = "-" if r["passed"] is None else f"{r['passed']:.1%}"
+            late = "  (stopped at the deadline)" if r["kind"] in entry["unfinished"] else ""
             print(f"{label:<40} {r['kind']:<15} {r['n']:>4} {r['exact']:>7.1%} {r['similarity']:>6.3f} "
-                  f"{r['parses']:>7.1%} {tests:>7} {r['forward_passes']:>9.1f} {r['tokens_per_forward']:>8.2f}")
-        for kind in entry["unfinished"]:
-            print(f"{label:<40} {kind:<15} not finished before the deadline")
+                  f"{r['parses']:>7.1%} {tests:>7} {r['forward_passes']:>9.1f} {r['tokens_per_forward']:>8.2f}{late}")
+        for kind in sorted(set(entry["unfinished"]) - {r["kind"] for r in entry["summaries"]}):
+            print(f"{label:<40} {kind:<15} not one hole finished before the deadline")
 
 
 def run_sharded_eval(args: argparse.Namespace) -> int:

@@ -223,3 +223,28 @@ def test_a_bad_hole_set_or_shard_is_a_one_line_error(tmp_path: Path) -> None:
         assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
         assert run.stderr.startswith("dcode: error:") and len(run.stderr.strip().splitlines()) == 1, run.stderr
         assert ("not a hole set" if not extra else "I/N" if "x" in extra[1] else "below N") in run.stderr
+
+
+def test_a_run_stopped_early_keeps_the_holes_it_scored(tmp_path: Path) -> None:
+    from dcode.eval.commands import run_eval
+    from dcode.eval.harness import Report
+    from dcode.eval.tasks import save_tasks
+
+    holes = tmp_path / "holes.json"
+    save_tasks(holdout_tasks(stdlib_files(), 4, 0, seed=0), holes)
+    partial = tmp_path / "partial.json"
+    seen = []
+
+    def stop_after_two(result: TaskResult) -> None:
+        seen.append(result)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(str(SHIPPED), tasks_file=holes, on_result=stop_after_two, partial_json=partial)
+    report = Report.from_json(partial.read_text())
+    assert report.settings["complete"] is False and report.settings["holes"] == 4
+    assert [r.id for r in report.results] == [r.id for r in seen] and [s.n for s in report.summaries] == [2]
+    whole = run_eval(str(SHIPPED), tasks_file=holes, partial_json=partial)
+    assert whole.settings["complete"] is True and len(whole.results) == 4
+    assert Report.from_json(partial.read_text()).settings["complete"] is False  # the caller writes the final one
