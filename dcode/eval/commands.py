@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from dcode.eval.humaneval import humaneval_multi_tasks, humaneval_tasks
-from dcode.eval.harness import Report, evaluate, ltr_predictor, model_predictor, render_table, summarize
+from dcode.eval.harness import Report, TaskResult, evaluate, ltr_predictor, model_predictor, render_table, summarize
 from dcode.eval.tasks import (InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks,
                               load_tasks, save_tasks)
 
@@ -119,7 +119,7 @@ def run_eval(
                 "shard": f"{shard[0]}/{shard[1]}" if shard else None, "threads": threads}
     name = model.name + (" base (left to right)" if ltr else "")
     start = time.perf_counter()
-    done: list = []
+    done: list[TaskResult] = []
 
     def report_so_far(complete: bool) -> Report:
         return Report(name, {**settings, "holes": len(tasks), "complete": complete,
@@ -128,20 +128,12 @@ def run_eval(
     def record(result) -> None:
         done.append(result)
         if partial_json is not None:
-            write_report(report_so_far(False), partial_json)
+            report_so_far(False).save(partial_json)
         if on_result:
             on_result(result)
 
     evaluate(tasks, predict, record)
     return report_so_far(True)
-
-
-def write_report(report: Report, path: Path) -> None:
-    """Replace `path` with the report at once (a reader never sees half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(report.to_json(), encoding="utf-8")
-    tmp.replace(path)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -198,8 +190,9 @@ def eval_command(
     if save_tasks_path is not None:
         tasks, _, _ = choose_tasks(model, limit, data, functional_dir, seed, not no_functional, not no_heldout,
                                    not no_multi, humaneval, humaneval_multi)
-        save_tasks(tasks[part[0]::part[1]] if part else tasks, save_tasks_path)
-        console.print(f"wrote {len(tasks[part[0]::part[1]] if part else tasks)} holes to {save_tasks_path}")
+        chosen = tasks[part[0]::part[1]] if part else tasks
+        save_tasks(chosen, save_tasks_path)
+        console.print(f"wrote {len(chosen)} holes to {save_tasks_path}")
         return
     report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
                       functional=not no_functional, ltr=ltr, heldout=not no_heldout, multi=not no_multi, humaneval=humaneval,
@@ -207,7 +200,7 @@ def eval_command(
                       tasks_file=tasks_file, shard=part, partial_json=json_path)
     console.print(render_table(report.summaries))
     if json_path is not None:
-        write_report(report, json_path)
+        report.save(json_path)
         console.print(f"wrote {json_path}")
 
 

@@ -77,6 +77,13 @@ class Report:
                            "summary": [asdict(s) for s in self.summaries],
                            "results": [asdict(r) for r in self.results]}, indent=1) + "\n"
 
+    def save(self, path: Path) -> None:
+        """Write the report to `path` atomically (a reader never sees half a file)."""
+        from dcode.edit.files import atomic_write
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, self.to_json().encode("utf-8"))
+
     @classmethod
     def from_json(cls, text: str) -> Report:
         data = json.loads(text)

@@ -36,10 +36,10 @@ class InfillTask:
 
 def save_tasks(tasks: Sequence[InfillTask], path: Path) -> None:
     """Write a hole set as JSON, so another machine evaluates exactly these holes (`--tasks`)."""
+    from dcode.edit.files import atomic_write
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps([asdict(t) for t in tasks], indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write(path, (json.dumps([asdict(t) for t in tasks], indent=1) + "\n").encode("utf-8"))
 
 
 def load_tasks(path: Path) -> list[InfillTask]:

@@ -115,7 +115,7 @@ def evaluate_all(model_dir: Path, out_dir: Path, limit: int, device: str | None)
     table = {}
     for label, (path, ltr, name) in runs.items():
         report = run_eval(str(path), limit=limit, device=device, ltr=ltr)
-        (out_dir / name).write_text(report.to_json(), encoding="utf-8")
+        report.save(out_dir / name)
         table[label] = [asdict(s) for s in report.summaries]
     return table
 
@@ -135,8 +135,8 @@ LTR_FLAGS = ("--model", str(SMALL), "--ltr")
 # Multi-line holes cost the most passes, so they get their own shards: a kind still running at
 # the deadline is stopped alone. On an H200 (2026-12-04, 14 processes sharing it) 100 multi-line
 # holes took 1175 process-seconds for dcode-small, and its HumanEval multi-line holes and the
-# base's multi-line ones did not finish with 2 shards in 430 s. Context drafts leave the answers as they are and only count
-# passes, so they run on the single-line holes.
+# base's multi-line ones did not finish with 2 shards in 430 s. Context drafts leave the answers
+# as they are and only count passes, so they run on the single-line holes.
 DECODERS = (
     Decoder("dcode-small", "small-short", SMALL_FLAGS, 2, SHORT),
     Decoder("dcode-small", "small-multi", SMALL_FLAGS, 3, ("multi",)),
@@ -202,11 +202,11 @@ def evaluate_sharded(tasks_file: Path, out: Path, work: Path, device: str | None
             if shards:
                 reports.append(merge_shards(shards))
         results = [r for report in reports for r in report.results]
+        summaries = summarize(results)
         if reports:
-            merged = Report(reports[0].model, {**reports[0].settings, "kinds_unfinished": unfinished},
-                            summarize(results), results)
-            (out / f"eval-{_slug(label)}.json").write_text(merged.to_json(), encoding="utf-8")
-        table[label] = {"summaries": [asdict(s) for s in summarize(results)], "unfinished": unfinished}
+            Report(reports[0].model, {**reports[0].settings, "kinds_unfinished": unfinished}, summaries,
+                   results).save(out / f"eval-{_slug(label)}.json")
+        table[label] = {"summaries": [asdict(s) for s in summaries], "unfinished": unfinished}
     return table
 
 
@@ -233,13 +233,12 @@ def prepare(args: argparse.Namespace) -> Path:
 
 
 def run_sharded_eval(args: argparse.Namespace) -> int:
-    from dcode.model.loader import load_model
+    from dcode.model.adapted import convert_base
 
     start = time.perf_counter()
     out = prepare(args)
-    model = load_model(str(SMALL), device=args.device)  # converts the base once, not once per shard at the same time
-    print(f"dcode-small loaded on {model.device} in {time.perf_counter() - start:.1f} s", flush=True)
-    del model
+    convert_base(locate_base(BaseManifest.load(SMALL), SMALL.name))  # once, not by every shard at the same time
+    print(f"base converted in {time.perf_counter() - start:.1f} s", flush=True)
     table = evaluate_sharded(Path(args.tasks), out, Path(args.work), args.device, args.deadline_s)
     (out / "eval-summary.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
     print(f"\nwall {time.perf_counter() - start:.1f} s")
