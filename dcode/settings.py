@@ -61,7 +61,8 @@ class Settings:
     remote_model: str | None = None  # the model an OpenAI server is asked for; None: its first
     api_key: str | None = field(default=None, repr=False)  # sent as a bearer token; never printed
     timeout: float = 120.0  # seconds to wait for one reply from the server
-    best_of: int = 4  # anchored models: candidate endings scored against the suffix (1: greedy)
+    best_of: int | None = None  # anchored models: branches whose endings the suffix chooses from (1: greedy;
+    # None: 4 for a one-line hole, 1 for a block, as measured)
     draft_tokens: int = 0  # anchored models: slots guessed ahead per pass (0: none)
     drafter: str = "context"  # what guesses them: "context" (copied from the text around the hole) or "adapter"
     threads: int | None = None  # torch's CPU threads; None: the cores free when the model loads, at most 4 (dcode.model.threads)
@@ -136,7 +137,7 @@ RULES: dict[str, _Rule] = {
     "seed": _whole(0),
     "cache": _Rule(bool, "true or false"),
     "context_budget": _whole(1),
-    "best_of": _whole(1),
+    "best_of": _whole(1, optional=True),
     "draft_tokens": _whole(0),
     "drafter": _Rule(str, "context or adapter", valid=lambda v: v in ("context", "adapter")),
     "low_confidence": _fraction(),

@@ -17,7 +17,7 @@ BlockOpt = Annotated[Optional[int], typer.Option("--block-size", help="Denoise i
 MaxTokOpt = Annotated[Optional[int], typer.Option("--max-tokens", help="Longest the hole may grow.")]
 TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy.")]
 SeedOpt = Annotated[Optional[int], typer.Option("--seed")]
-BestOfOpt = Annotated[Optional[int], typer.Option("--best-of", help="Anchored models (dcode-small): candidate endings the suffix chooses from (1 = greedy).")]
+BestOfOpt = Annotated[Optional[int], typer.Option("--best-of", help="Anchored models (dcode-small): branches whose endings the suffix chooses from (1 = greedy; default: 4 on one line, 1 for a block).")]
 InstructionOpt = Annotated[Optional[str], typer.Option(
     "--instruction", "-i", help="What the code should do. Instruct models (Dream/LLaDA family) read it in "
     "their chat template; others as a comment above the hole (not written to the file).")]

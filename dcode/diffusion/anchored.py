@@ -9,12 +9,13 @@ prefix's last token is backed off and the first slot must re-cover its text).
 
 The suffix decides where the hole ends (InCoder's left-to-right reranking). Leading whitespace
 is committed greedily; at the first slot that carries code the decoder branches on the
-`best_of` most likely tokens and continues each (one batched pass per token). Every branch
-gives candidate endings (its first line for a one-line hole, each statement boundary of a
-block, the place where it starts repeating the rest of the cursor's line), and each candidate is
-scored by the base's log-likelihood of candidate + the first lines of the suffix, in one
-batched pass. With `best_of = 1` and no suffix to score, this is plain greedy left-to-right
-decoding with token healing: the floor any infilling decoder has to beat.
+`best_of` most likely tokens (by default 4 for a one-line hole, 1 for a block) and continues each
+(one batched pass per token). Every branch gives candidate endings (its first line for a
+one-line hole, each statement boundary of a block, the place where it starts repeating the rest
+of the cursor's line), and the base scores each over the candidate and the first lines of the
+suffix, in one batched pass; a rule of dcode.diffusion.endings (joint log p on one line, the
+suffix's log p for a block) picks one. With `best_of = 1` and no suffix to score, this is plain
+greedy left-to-right decoding with token healing: the floor any infilling decoder has to beat.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ import torch
 from torch import Tensor
 
 from dcode.diffusion.completion import Completion, Prompt, carry_confidences, last_completion, line_bounds
-from dcode.diffusion.holes import (HoleShape, anchored_prompt, block_ended, hole_shape, indent_of, nth_line_end,
-                                   reaches_suffix, trim_blank_tail)
+from dcode.diffusion.endings import (REFINE_BEST_OF, Ending, best_ending, block_endings, default_best_of, default_rule,
+                                    mid_line_endings)
+from dcode.diffusion.holes import HoleShape, anchored_prompt, block_ended, hole_shape, nth_line_end, reaches_suffix
 from dcode.diffusion.lookup import ContextLookup
 from dcode.diffusion.sampler import DecodeOptions, DecodeStats, HoleState, propose
 from dcode.model.loaded import LoadedModel
@@ -74,6 +76,7 @@ class AnchoredDecoder:
         self.exclude = exclude  # a refinement's old text: never chosen while another candidate exists
         self.anchor = [] if shape.one_line else shape.anchor
         self.scored_suffix = _first_tokens(self.tok, shape.suffix_head, SCORED_SUFFIX_TOKENS)
+        self.best_of = options.best_of or default_best_of(shape.one_line)
         self.prompt_kv, self.prompt_last = self._read_prompt()
 
     # -- the clean path (generators cannot hold inference mode across yields, so each forward
@@ -153,8 +156,8 @@ class AnchoredDecoder:
         """The proposed token if it carries code, then the most likely others that do (`best_of`
         in all): the places where one-token choices most often decide a line."""
         chosen = [proposed] if self._carries_code(proposed, trunk) else []
-        for t in torch.argsort(row, descending=True)[: 16 * self.options.best_of].tolist():
-            if len(chosen) >= self.options.best_of or row[t] == float("-inf"):
+        for t in torch.argsort(row, descending=True)[: 16 * self.best_of].tolist():
+            if len(chosen) >= self.best_of or row[t] == float("-inf"):
                 break
             if t not in chosen and t not in self.tok.stop_ids and self._carries_code(t, trunk):
                 chosen.append(t)
@@ -310,35 +313,19 @@ class AnchoredDecoder:
     def _endings(self, text: str) -> list[str]:
         shape = self.shape
         if shape.rest_of_line.strip():
-            # Mid-line: the base often writes the rest of the line itself; end before it does.
-            rest = shape.rest_of_line.strip()
-            cuts = [k for k in range(1, len(text)) if text[k:].strip() and rest.startswith(text[k:].strip())]
-            return [text] + [text[:k] for k in cuts]
+            return mid_line_endings(text, shape.rest_of_line)
         if shape.one_line:
             return [text]
         if not shape.line_start:  # the suffix already starts with the cursor line's newline
-            return [t[:-1] if t.endswith("\n") else t for t in self._block_endings(text)]
-        return self._block_endings(text)
-
-    def _block_endings(self, text: str) -> list[str]:
-        """The whole block first (what the base wrote), then each statement boundary at the
-        block's own indentation (an `else`, `except` or closing bracket continues a statement)."""
-        text = trim_blank_tail(text)
-        lines = text.splitlines(keepends=True)
-        base = indent_of(next((ln for ln in (self.shape.line_head + text).splitlines() if ln.strip()), ""))
-        ends, offset = [], 0
-        for line, nxt in zip(lines, lines[1:]):
-            offset += len(line)
-            if nxt.strip() and indent_of(nxt) <= base and not nxt.lstrip().startswith(("else", "elif", "except", "finally", ")", "]", "}")):
-                ends.append(text[:offset])
-        return [text] + ends
+            return [t[:-1] if t.endswith("\n") else t for t in block_endings(text, shape.line_head)]
+        return block_endings(text, shape.line_head)
 
     @torch.inference_mode()
-    def score(self, texts: list[str]) -> list[float]:
-        """log p(lead + text + suffix head | prompt) under the base, all texts in one pass (the
-        suffix head cut to its first SCORED_SUFFIX_TOKENS tokens, the same text for every one)."""
+    def score(self, endings: list[Ending]) -> list[Ending]:
+        """Each ending with the base's log p of lead + its text and of the suffix head after it
+        (cut to its first SCORED_SUFFIX_TOKENS tokens, the same text for every one), all in one pass."""
         tok = self.tok
-        seqs = [tok.encode(self.prompt.lead + t + self.scored_suffix) for t in texts]
+        seqs = [tok.encode(self.prompt.lead + e.text + self.scored_suffix) for e in endings]
         cache, last = self.prompt_kv, self.prompt_last
         width = max(map(len, seqs))
         batch = torch.full((len(seqs), width), tok.eos_id, dtype=torch.long, device=self.device)
@@ -348,28 +335,34 @@ class AnchoredDecoder:
         raw = self.model.net(batch, positions=torch.arange(start, start + width, device=self.device),
                              cache=_rows(cache, [0] * len(seqs)), causal_until=start + width)
         self.stats.forward_passes += 1
-        scores = []
-        for row, seq in zip(raw, seqs):  # one row at a time: a [rows, width, vocab] float copy is large
+        scored = []
+        for e, row, seq in zip(endings, raw, seqs):  # one row at a time: a [rows, width, vocab] float copy is large
             logp = torch.log_softmax(torch.cat([last[None], row[: len(seq) - 1].float()]), dim=-1)
-            scores.append(float(logp.gather(1, torch.tensor(seq, device=self.device)[:, None]).sum()))
-        return scores
+            per_token = logp.gather(1, torch.tensor(seq, device=self.device)[:, None])[:, 0].tolist()
+            head = tok.encode(self.prompt.lead + e.text)
+            k = len(head) if seq[: len(head)] == head else len(head) - 1  # a token may straddle the seam
+            scored.append(dataclasses.replace(e, text_logp=sum(per_token[:k]), suffix_logp=sum(per_token[k:]),
+                                              text_tokens=k, suffix_tokens=len(seq) - k))
+        return scored
 
     def _finish(self, branches: list[Branch]) -> Completion:
         cands = self.candidates(branches)
-        if not cands:
-            best_text, owner = "", 0
-        elif len(cands) == 1 or not self.scored_suffix:
+        endings = [Ending(text, owner) for text, owner in cands]
+        if len(endings) > 1 and self.scored_suffix:
+            endings = self.score(endings)
+            best = best_ending(endings, self.options.ending or default_rule(self.shape.one_line))
+            best_text, owner = best.text, best.branch
+        elif cands:
             best_text, owner = cands[0]
         else:
-            scores = self.score([c for c, _ in cands])
-            best_text, owner = cands[max(range(len(cands)), key=scores.__getitem__)]
+            best_text, owner = "", 0
         b = branches[owner]
         ids = self.tok.encode(best_text)
         skip = len(self.prompt.lead) if self.tok.decode(b.tokens).startswith(self.prompt.lead) else 0
         conf = carry_confidences(self.tok, b.tokens, b.probs, ids, skip)
         self.stats.tokens = len(ids)
         self.stats.wall_s = time.perf_counter() - self.start
-        return Completion(best_text, ids, conf, self.stats, self.deadline_hit)
+        return Completion(best_text, ids, conf, self.stats, self.deadline_hit, endings)
 
     def _state(self, committed: list[int]) -> HoleState:
         """The live view: what every branch agrees on, then the frontier (masked)."""
@@ -466,7 +459,7 @@ def anchored_refine_stream(
     before, after = tok.encode(text[:start]), tok.encode(text[end:])
     kept_before = carry_confidences(tok, ids, draft.confidences, before, 0)
     kept_after = carry_confidences(tok, ids, draft.confidences, after, end)
-    options = dataclasses.replace(options, max_lines=None)
+    options = dataclasses.replace(options, max_lines=None, best_of=options.best_of or REFINE_BEST_OF)
     prompt = anchored_prompt(tok, prefix + text[:start], path, context, prompt_budget(model, options.max_tokens))
     decoder = AnchoredDecoder(model, prompt, hole_shape(prefix + text[:start], text[end:] + suffix, None), options,
                               exclude=text[start:end])

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from dcode.diffusion.sampler import DecodeStats, HoleState
 from dcode.errors import InputError
+
+if TYPE_CHECKING:
+    from dcode.diffusion.endings import Ending
 
 
 @dataclass
@@ -18,6 +22,7 @@ class Completion:
     confidences: list[float]
     stats: DecodeStats
     deadline_hit: bool = False
+    endings: list[Ending] = field(default_factory=list)  # anchored decoding: the scored candidates
 
     def cut(self, chars: int, tokenizer) -> "Completion":
         """The first `chars` characters of the text, as whole tokens (one straddling the cut goes)."""

@@ -41,11 +41,14 @@ class DecodeOptions:
     deadline_s: float | None = None  # after this, commit everything left in one last pass
     # Anchored decoding (dcode.diffusion.anchored): candidate endings scored against the suffix,
     # and how many lines the hole may hold (None: any).
-    best_of: int = 4
+    best_of: int | None = None  # branches at the first slot that carries code (None: by the hole's
+    # shape, dcode.diffusion.endings.default_best_of: 4 on one line, 1 for a block)
     max_lines: int | None = None
     draft_tokens: int = 0  # slots guessed ahead per pass, which the base keeps where it agrees (0: none)
     drafter: str = "context"  # what guesses them: "context" (copied from the text around the hole,
     # dcode.diffusion.lookup) or "adapter" (the model's trained drafter)
+    ending: str | None = None  # how the suffix chooses the ending: dcode.diffusion.endings.ENDING_RULES
+    # (None: the measured default for the hole's shape, endings.default_rule)
 
 
 @dataclass

@@ -9,28 +9,29 @@ from typing import Annotated, Literal
 import typer
 
 from dcode.eval.humaneval import humaneval_multi_tasks, humaneval_tasks
-from dcode.eval.harness import Report, TaskResult, evaluate, ltr_predictor, model_predictor, render_table, summarize
+from dcode.eval.harness import (Report, TaskResult, evaluate, ltr_predictor, model_predictor, rechosen_predictor, render_table,
+                               summarize)
 from dcode.eval.tasks import (InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks,
                               load_tasks, save_tasks)
 
 Drafter = Literal["context", "adapter"]
+EndingRule = Literal["joint", "mean", "suffix"]  # dcode.diffusion.endings.ENDING_RULES
 SINGLE_MAX_TOKENS = 64
 MULTI_MAX_TOKENS = 192
 
 
-def decode_options_for(threshold: float | None, tokens_per_step: int | None, seed: int, best_of: int = 4,
-                       draft_tokens: int = 0, drafter: str = "context"):
+def decode_options_for(threshold: float | None, tokens_per_step: int | None, seed: int, best_of: int | None = None,
+                       draft_tokens: int = 0, drafter: str = "context", ending: str | None = None):
     """Per-task decoding options: a one-line hole may grow to 64 tokens, a multi-line one to 192
     (bounds only; the engine sizes and grows the hole itself). A one-line hole is known to be
     one line, as the left-to-right baseline knows it."""
     from dcode.diffusion.engine import DecodeOptions
 
     def options_for(task: InfillTask) -> DecodeOptions:
-        single = task.expected.count("\n") <= 1
         return DecodeOptions(threshold=None if tokens_per_step else threshold, tokens_per_step=tokens_per_step,
-                             seed=seed, max_tokens=SINGLE_MAX_TOKENS if single else MULTI_MAX_TOKENS,
-                             best_of=best_of, max_lines=1 if single else None, draft_tokens=draft_tokens,
-                             drafter=drafter)
+                             seed=seed, max_tokens=SINGLE_MAX_TOKENS if task.one_line else MULTI_MAX_TOKENS,
+                             best_of=best_of, max_lines=1 if task.one_line else None, draft_tokens=draft_tokens,
+                             drafter=drafter, ending=ending)
 
     return options_for
 
@@ -81,12 +82,13 @@ def run_eval(
     multi: bool = True,
     humaneval: int = 0,
     humaneval_multi: int = 0,
-    best_of: int = 4,
+    best_of: int | None = None,
     draft_tokens: int = 0,
     drafter: str = "context",
     tasks_file: Path | None = None,
     shard: tuple[int, int] | None = None,
     partial_json: Path | None = None,
+    ending: str | None = None,
 ) -> Report:
     """Load the model, take the holes (`choose_tasks`, or the hole set in `tasks_file`), keep
     shard (i, n)'s share of them (every n-th from the i-th), run the engine on each and score
@@ -107,22 +109,47 @@ def run_eval(
     if shard is not None:
         tasks = tasks[shard[0]::shard[1]]
     model = _ltr_base(model_path, device) if ltr else load_model(model_path, device=device)
-    options_for = decode_options_for(threshold, tokens_per_step, seed, best_of, draft_tokens, drafter)
+    options_for = decode_options_for(threshold, tokens_per_step, seed, best_of, draft_tokens, drafter, ending)
     if ltr:
         predict = ltr_predictor(model, lambda task: options_for(task).max_tokens)
     else:
         predict = model_predictor(model, options_for)
     settings = {"decoding": "left-to-right base, token healing" if ltr else model.config.decoder, "best_of": None if ltr else best_of, "draft_tokens": None if ltr else draft_tokens,
-                "drafter": None if ltr or not draft_tokens else drafter, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
+                "drafter": None if ltr or not draft_tokens else drafter, "ending": None if ltr else ending, "limit": limit, "seed": seed, "threshold": None if tokens_per_step else threshold,
                 "tokens_per_step": tokens_per_step, "device": str(model.device), "heldout_packages": packages,
                 "functional_dir": str(fdir) if fdir else None, "tasks_file": str(tasks_file) if tasks_file else None,
                 "shard": f"{shard[0]}/{shard[1]}" if shard else None, "threads": threads}
     name = model.name + (" base (left to right)" if ltr else "")
+    return _evaluate_and_report(name, settings, tasks, predict, on_result, partial_json)
+
+
+def rechoose_eval(report_path: Path, tasks_file: Path, rule: str | None = None, best_of: int | None = None,
+                  on_result=None, partial_json: Path | None = None) -> Report:
+    """The report of a run (`--json`) scored again with each hole's answer chosen from the
+    candidates it recorded, by `rule` among its first `best_of` branches (`rechosen_predictor`);
+    the holes are those of the run's `--tasks` file that the report holds (a stopped run or a
+    shard keeps its share)."""
+    from dcode.errors import InputError
+
+    try:
+        recorded = Report.from_json(report_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputError(f"{report_path}: not a dcode eval report ({err})") from None
+    ids = {r.id for r in recorded.results}
+    tasks = [t for t in load_tasks(tasks_file) if t.id in ids]
+    settings = {**recorded.settings, "ending": rule, "best_of": best_of, "rechosen_from": str(report_path),
+                "tasks_file": str(tasks_file)}
+    return _evaluate_and_report(recorded.model, settings, tasks, rechosen_predictor(recorded, rule, best_of),
+                                on_result, partial_json)
+
+
+def _evaluate_and_report(name: str, settings: dict, tasks: list[InfillTask], predict, on_result,
+                         partial_json: Path | None) -> Report:
     start = time.perf_counter()
     done: list[TaskResult] = []
 
     def report_so_far(complete: bool) -> Report:
-        return Report(name, {**settings, "holes": len(tasks), "complete": complete,
+        return Report(name, {**settings, "holes": len(tasks), "complete": complete and settings.get("complete", True),
                              "total_wall_s": round(time.perf_counter() - start, 2)}, summarize(done), list(done))
 
     def record(result) -> None:
@@ -175,12 +202,14 @@ def eval_command(
     humaneval_multi: Annotated[int, typer.Option("--humaneval-multi", min=0, help="Also this many HumanEval multi-line holes (2-5 lines of a solution, one per problem), scored by the tests.")] = 0,
     no_heldout: Annotated[bool, typer.Option("--no-heldout", help="Skip the held-out packages' single- and multi-line holes.")] = False,
     no_multi: Annotated[bool, typer.Option("--no-multi", help="Skip the held-out packages' multi-line holes (the single-line ones stay the same).")] = False,
-    best_of: Annotated[int, typer.Option("--best-of", min=1, help="Anchored decoding: candidate endings scored against the suffix (1 = greedy).")] = 4,
+    best_of: Annotated[int | None, typer.Option("--best-of", min=1, help="Anchored decoding: branches whose endings the suffix chooses from (1 = greedy; default: 4 on one line, 1 for a block).")] = None,
     draft_tokens: Annotated[int, typer.Option("--draft-tokens", min=0, help="Anchored decoding: slots guessed ahead per pass, kept where the base agrees (0 = none).")] = 0,
     drafter: Annotated[Drafter, typer.Option("--drafter", help="What guesses them: context (copied from the text around the hole) or adapter (the trained drafter).")] = "context",
     save_tasks_path: Annotated[Path | None, typer.Option("--save-tasks", help="Write the chosen holes to this JSON file and stop (evaluate them elsewhere with --tasks).")] = None,
     tasks_file: Annotated[Path | None, typer.Option("--tasks", help="Evaluate the holes of this file (from --save-tasks) instead of choosing them.")] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="I/N: only every N-th hole from the I-th (0-based), for parallel runs.")] = None,
+    ending: Annotated[EndingRule | None, typer.Option("--ending", help="Anchored decoding: choose the ending by joint log p of hole + suffix head, by the joint per token (mean), or by the suffix's log p alone (default: the measured rule for the hole's shape).")] = None,
+    rechoose: Annotated[Path | None, typer.Option("--rechoose", help="Score this --json report again, each answer chosen by --ending among the candidates of its first --best-of branches that the run recorded (no decoding; needs the run's --tasks file).")] = None,
 ) -> None:
     """Score infilling on held-out packages and on functions with tests."""
     from rich.console import Console
@@ -194,10 +223,16 @@ def eval_command(
         save_tasks(chosen, save_tasks_path)
         console.print(f"wrote {len(chosen)} holes to {save_tasks_path}")
         return
-    report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
-                      functional=not no_functional, ltr=ltr, heldout=not no_heldout, multi=not no_multi, humaneval=humaneval,
-                      humaneval_multi=humaneval_multi, best_of=best_of, draft_tokens=draft_tokens, drafter=drafter,
-                      tasks_file=tasks_file, shard=part, partial_json=json_path)
+    if rechoose is not None:
+        if tasks_file is None:
+            raise typer.BadParameter("--rechoose needs the run's --tasks file")
+        report = rechoose_eval(rechoose, tasks_file, ending, best_of, partial_json=json_path)
+    else:
+        report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
+                          functional=not no_functional, ltr=ltr, heldout=not no_heldout, multi=not no_multi,
+                          humaneval=humaneval, humaneval_multi=humaneval_multi, best_of=best_of,
+                          draft_tokens=draft_tokens, drafter=drafter, tasks_file=tasks_file, shard=part,
+                          partial_json=json_path, ending=ending)
     console.print(render_table(report.summaries))
     if json_path is not None:
         report.save(json_path)

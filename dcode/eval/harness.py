@@ -31,6 +31,7 @@ class Prediction:
     forward_passes: int = 0
     tokens: int = 0
     wall_s: float = 0.0
+    endings: list[dict] | None = None  # anchored decoding: every scored candidate (Ending.as_dict)
 
 
 Predictor = Callable[[InfillTask], Prediction]
@@ -50,6 +51,7 @@ class TaskResult:
     forward_passes: int
     tokens: int
     wall_s: float
+    endings: list[dict] | None = None  # the candidates the ending was chosen from, with their scores
 
 
 @dataclass
@@ -153,7 +155,7 @@ def score(task: InfillTask, pred: Prediction, timeout_s: float = FUNCTIONAL_TIME
         id=task.id, kind=task.kind, path=task.path, expected=task.expected, predicted=pred.text,
         exact=exact_match(pred.text, task.expected), similarity=round(char_similarity(pred.text, task.expected), 4),
         parses=compiles(filled_source(task, pred.text), task.path), passed=passed,
-        forward_passes=pred.forward_passes, tokens=pred.tokens, wall_s=round(pred.wall_s, 4),
+        forward_passes=pred.forward_passes, tokens=pred.tokens, wall_s=round(pred.wall_s, 4), endings=pred.endings,
     )
 
 
@@ -205,7 +207,32 @@ def model_predictor(model, options_for: Callable[[InfillTask], object]) -> Predi
         completion = infill(model, task.prefix, task.suffix, path=task.path, options=options_for(task))
         wall = time.perf_counter() - start
         st = completion.stats
-        return Prediction(completion.text, st.forward_passes, st.tokens, wall)
+        return Prediction(completion.text, st.forward_passes, st.tokens, wall,
+                          [e.as_dict() for e in completion.endings] or None)
+
+    return predict
+
+
+def rechosen_predictor(report: Report, rule: str | None = None, best_of: int | None = None) -> Predictor:
+    """Each hole's answer chosen again from the candidates a run recorded: those of its first
+    `best_of` branches (the greedy one first, as the decoder grows them), by ending rule `rule`
+    (dcode.diffusion.endings; None for either: the default for the hole's shape). This is what
+    decoding with those options answers, without decoding again, as long as `best_of` is at most
+    the run's: branches grow independently and the rule only picks among their endings. Passes,
+    tokens and time are the run's."""
+    from dcode.diffusion.endings import Ending, best_ending, default_best_of, default_rule
+    from dcode.errors import InputError
+
+    by_id = {r.id: r for r in report.results}
+
+    def predict(task: InfillTask) -> Prediction:
+        if task.id not in by_id:
+            raise InputError(f"{task.id}: not in the report being chosen again (use the --tasks file of its run)")
+        r = by_id[task.id]
+        branches = best_of or default_best_of(task.one_line)
+        endings = [Ending(**e) for e in r.endings or [] if e["branch"] < branches]
+        text = best_ending(endings, rule or default_rule(task.one_line)).text if endings else r.predicted
+        return Prediction(text, r.forward_passes, r.tokens, r.wall_s, r.endings)
 
     return predict
 
@@ -219,8 +246,7 @@ def ltr_predictor(model, max_tokens_for: Callable[[InfillTask], int]) -> Predict
 
     def predict(task: InfillTask) -> Prediction:
         start = time.perf_counter()
-        single = task.expected.count("\n") <= 1
-        options = DecodeOptions(max_tokens=max_tokens_for(task), best_of=1, max_lines=1 if single else None)
+        options = DecodeOptions(max_tokens=max_tokens_for(task), best_of=1, max_lines=1 if task.one_line else None)
         completion = anchored_infill(model, task.prefix, "", options=options, headed=False)
         st = completion.stats
         return Prediction(completion.text, st.forward_passes, st.tokens, time.perf_counter() - start)

@@ -33,6 +33,11 @@ class InfillTask:
     full_suffix: str
     tests: str = ""  # functional tasks: test code appended after the filled file
 
+    @property
+    def one_line(self) -> bool:
+        """The hole is one line: decoders are told so (max_lines 1), as left to right knows it."""
+        return self.expected.count("\n") <= 1
+
 
 def save_tasks(tasks: Sequence[InfillTask], path: Path) -> None:
     """Write a hole set as JSON, so another machine evaluates exactly these holes (`--tasks`)."""

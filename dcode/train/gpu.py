@@ -129,24 +129,37 @@ class Decoder:
     kinds: tuple[str, ...] | None = None  # None: every hole of the set
 
 
-SHORT = ("single", "functional", "humaneval")
 SMALL_FLAGS = ("--model", str(SMALL))
 LTR_FLAGS = ("--model", str(SMALL), "--ltr")
 # Multi-line holes cost the most passes, so they get their own shards: a kind still running at
-# the deadline is stopped alone. On an H200 (2026-12-04, 14 processes sharing it) 100 multi-line
-# holes took 1175 process-seconds for dcode-small, and its HumanEval multi-line holes and the
-# base's multi-line ones did not finish with 2 shards in 430 s. Context drafts leave the answers
-# as they are and only count passes, so they run on the single-line holes.
+# the deadline is stopped alone. Shards sized on an H200 (2026-12-04): with these counts
+# `--only small-multi small-he-multi small-func ltr-he-multi ltr-func` (16 processes) finished
+# in 452 s and `--only small-short ltr-short mini small-drafts ltr-multi` (11) in 274 s. Context
+# drafts leave the answers as they are and only count passes, so they run on single lines.
 DECODERS = (
-    Decoder("dcode-small", "small-short", SMALL_FLAGS, 2, SHORT),
-    Decoder("dcode-small", "small-multi", SMALL_FLAGS, 3, ("multi",)),
-    Decoder("dcode-small", "small-he-multi", SMALL_FLAGS, 4, ("humaneval-multi",)),
-    Decoder("base left to right", "ltr-short", LTR_FLAGS, 1, SHORT),
-    Decoder("base left to right", "ltr-multi", LTR_FLAGS, 4, ("multi", "humaneval-multi")),
+    Decoder("dcode-small", "small-short", SMALL_FLAGS, 2, ("single", "humaneval")),
+    Decoder("dcode-small", "small-func", SMALL_FLAGS, 2, ("functional",)),
+    Decoder("dcode-small", "small-multi", SMALL_FLAGS, 4, ("multi",)),
+    Decoder("dcode-small", "small-he-multi", SMALL_FLAGS, 5, ("humaneval-multi",)),
+    Decoder("base left to right", "ltr-short", LTR_FLAGS, 1, ("single", "humaneval")),
+    Decoder("base left to right", "ltr-func", LTR_FLAGS, 1, ("functional",)),
+    Decoder("base left to right", "ltr-multi", LTR_FLAGS, 4, ("multi",)),
+    Decoder("base left to right", "ltr-he-multi", LTR_FLAGS, 4, ("humaneval-multi",)),
     Decoder("dcode-mini", "mini", ("--model", str(MINI)), 2),
     Decoder("dcode-small, 8 drafts from the context", "small-drafts", (*SMALL_FLAGS, "--draft-tokens", "8"), 2,
             ("single", "humaneval")),
 )
+
+
+def chosen_decoders(slugs: list[str] | None) -> tuple[Decoder, ...]:
+    """The decoders named by slug (all when none are named); an unknown slug is an error."""
+    if not slugs:
+        return DECODERS
+    known = {d.slug: d for d in DECODERS}
+    unknown = [s for s in slugs if s not in known]
+    if unknown:
+        raise SystemExit(f"unknown decoder {', '.join(unknown)} (choose from {', '.join(known)})")
+    return tuple(known[s] for s in slugs)
 
 
 def shard_commands(decoder: Decoder, tasks: Path, work: Path, device: str | None) -> list[list[str]]:
@@ -239,7 +252,8 @@ def run_sharded_eval(args: argparse.Namespace) -> int:
     out = prepare(args)
     convert_base(locate_base(BaseManifest.load(SMALL), SMALL.name))  # once, not by every shard at the same time
     print(f"base converted in {time.perf_counter() - start:.1f} s", flush=True)
-    table = evaluate_sharded(Path(args.tasks), out, Path(args.work), args.device, args.deadline_s)
+    table = evaluate_sharded(Path(args.tasks), out, Path(args.work), args.device, args.deadline_s,
+                             chosen_decoders(args.only))
     (out / "eval-summary.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
     print(f"\nwall {time.perf_counter() - start:.1f} s")
     print_eval_table(table)
@@ -312,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("--work", default="/tmp/dcode-gpu-eval")
     ep.add_argument("--device", default=None)
     ep.add_argument("--deadline-s", type=float, default=420.0, help="stop shards still running after this long")
+    ep.add_argument("--only", nargs="+", metavar="SLUG", help="run only these decoders (e.g. small-multi ltr-he-multi)")
     args = p.parse_args(argv)
     if args.command == "eval":
         return run_sharded_eval(args)

@@ -4,6 +4,7 @@ base's own), the suffix picks the ending, and the drafter's training sees what i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -13,6 +14,7 @@ import torch
 from dcode.diffusion.anchored import AnchoredDecoder, Branch, anchored_infill, anchored_prompt, hole_shape
 from dcode.diffusion.holes import reaches_suffix, suffix_anchor
 from dcode.diffusion.completion import Prompt, last_completion
+from dcode.diffusion.endings import Ending
 from dcode.diffusion.engine import build_prompt, infill, refine
 from dcode.diffusion.sampler import DecodeOptions
 from dcode.model.adapted import load_adapted
@@ -163,16 +165,36 @@ def test_the_suffix_chooses_among_the_candidate_endings(anchored, monkeypatch):
     prefix, suffix = "def add(a, b):\n", "print(add(1, 2))\n"  # healing leaves the branch slot free
     scored: list[list[str]] = []
 
-    def prefer_the_last(self, texts):
-        scored.append(list(texts))
-        return [float(i) for i in range(len(texts))]
+    def prefer_the_last(self, endings):
+        scored.append([e.text for e in endings])
+        return [dataclasses.replace(e, suffix_logp=float(i)) for i, e in enumerate(endings)]
 
     monkeypatch.setattr(AnchoredDecoder, "score", prefer_the_last)
     out = anchored_infill(anchored, prefix, suffix, options=options)
     assert len(scored) == 1 and len(scored[0]) >= 2
     assert out.text == scored[0][-1]
-    monkeypatch.setattr(AnchoredDecoder, "score", lambda self, texts: [-float(i) for i in range(len(texts))])
+    assert [e.text for e in out.endings] == scored[0]  # the completion keeps every scored candidate
+    monkeypatch.setattr(AnchoredDecoder, "score",
+                        lambda self, endings: [dataclasses.replace(e, suffix_logp=-float(i)) for i, e in enumerate(endings)])
     assert anchored_infill(anchored, prefix, suffix, options=options).text == scored[0][0]
+
+
+@pytest.mark.parametrize("rule, chosen", [("joint", 0), ("mean", 1), ("suffix", 2)])
+def test_the_ending_rule_decides_which_scored_candidate_wins(anchored, monkeypatch, rule, chosen):
+    """Three candidates: the likeliest in total (short), the likeliest per token (long), and the
+    one the suffix follows best. `ending` picks by its own measure; None is the shape's default."""
+    parts = [(-2.0, -6.0, 2, 8), (-9.0, -6.5, 20, 8), (-12.0, -5.0, 12, 8)]  # text, suffix logp; tokens
+    seen: list[list[str]] = []
+
+    def fixed(self, endings):
+        seen.append([e.text for e in endings])
+        return [dataclasses.replace(e, text_logp=a, suffix_logp=b, text_tokens=n, suffix_tokens=m)
+                for e, (a, b, n, m) in zip(endings, parts + [(-99.0, -99.0, 1, 8)] * len(endings))]
+
+    monkeypatch.setattr(AnchoredDecoder, "score", fixed)
+    options = DecodeOptions(max_tokens=12, best_of=3, max_lines=1, min_tokens=4, ending=rule)
+    out = anchored_infill(anchored, "def add(a, b):\n", "print(add(1, 2))\n", options=options)
+    assert len(seen[0]) >= 3 and out.text == seen[0][chosen]
 
 
 def test_the_score_is_the_base_s_likelihood_of_candidate_and_suffix(anchored):
@@ -180,12 +202,16 @@ def test_the_score_is_the_base_s_likelihood_of_candidate_and_suffix(anchored):
     prompt = anchored_prompt(tok, PREFIX, "m.py", (), 200)
     decoder = AnchoredDecoder(anchored, prompt, hole_shape(PREFIX, " + b\n"), DecodeOptions())
     texts = [" + b", " * 2 + b"]
-    scores = decoder.score(texts)
-    for text, score in zip(texts, scores):
+    scored = decoder.score([Ending(text, 0) for text in texts])
+    for text, ending in zip(texts, scored):
         ids = tok.encode(prompt.lead + text + " + b\n")
         probs = plain_causal(anchored, prompt.before + ids)
-        expected = sum(float(torch.log(probs[len(prompt.before) + i - 1, t])) for i, t in enumerate(ids))
-        assert score == pytest.approx(expected, abs=1e-3)
+        per_token = [float(torch.log(probs[len(prompt.before) + i - 1, t])) for i, t in enumerate(ids)]
+        head = len(tok.encode(prompt.lead + text))
+        assert ending.joint == pytest.approx(sum(per_token), abs=1e-3)
+        # The split is where the candidate's tokens end: the suffix part is the suffix head's alone.
+        assert (ending.text_tokens, ending.suffix_tokens) == (head, len(ids) - head)
+        assert ending.suffix_logp == pytest.approx(sum(per_token[head:]), abs=1e-3)
 
 
 @pytest.mark.parametrize("prefix, suffix, one_line, rest, head", [

@@ -126,3 +126,16 @@ def test_sharded_eval_merges_each_model_and_reports_what_missed_the_deadline(tmp
     print_eval_table({**table, **late})
     printed = capsys.readouterr().out
     assert "functional      not one hole finished before the deadline" in printed
+
+
+def test_only_the_named_decoders_run_and_an_unknown_name_is_refused():
+    from dcode.train.gpu import DECODERS, chosen_decoders
+
+    assert chosen_decoders(None) == DECODERS
+    assert [d.slug for d in chosen_decoders(["ltr-he-multi", "small-multi"])] == ["ltr-he-multi", "small-multi"]
+    with pytest.raises(SystemExit, match="unknown decoder small-everything"):
+        chosen_decoders(["small-everything"])
+    # Every kind of hole has a decoder of dcode-small and of the base left to right.
+    for label in ("dcode-small", "base left to right"):
+        kinds = [k for d in DECODERS if d.label == label for k in d.kinds]
+        assert sorted(kinds) == sorted(["single", "functional", "humaneval", "multi", "humaneval-multi"])
