@@ -48,7 +48,7 @@ class Ending:
         raise ValueError(f"unknown ending rule {rule!r} (choose from {', '.join(ENDING_RULES)})")
 
     def as_dict(self) -> dict:
-        return {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return asdict(self)  # unrounded: a choice made again from it must break near-ties the same way
 
 
 # Measured on one H200 run of dcode-small (2026-12-04, weights/dcode-small/README.md): on one-line
