@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import typer
 
 from dcode.eval.humaneval import humaneval_multi_tasks, humaneval_tasks
-from dcode.eval.harness import (Report, TaskResult, evaluate, ltr_predictor, model_predictor, rechosen_predictor, render_table,
+from dcode.eval.harness import (Rechooser, Report, TaskResult, evaluate, ltr_predictor, model_predictor, render_table,
                                summarize)
 from dcode.eval.tasks import (InfillTask, default_functional_dir, functional_tasks, heldout_files, heldout_spec, holdout_tasks,
                               load_tasks, save_tasks)
@@ -126,21 +126,27 @@ def run_eval(
 def rechoose_eval(report_path: Path, tasks_file: Path, rule: str | None = None, best_of: int | None = None,
                   on_result=None, partial_json: Path | None = None) -> Report:
     """The report of a run (`--json`) scored again with each hole's answer chosen from the
-    candidates it recorded, by `rule` among its first `best_of` branches (`rechosen_predictor`);
+    candidates it recorded, by `rule` among its first `best_of` branches (`Rechooser`);
     the holes are those of the run's `--tasks` file that the report holds (a stopped run or a
     shard keeps its share)."""
+    from dcode.diffusion.endings import Ending
     from dcode.errors import InputError
 
     try:
         recorded = Report.from_json(report_path.read_text(encoding="utf-8"))
+        for r in recorded.results:
+            for e in r.endings or []:
+                Ending(**e)  # a missing or unknown field raises TypeError
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(f"{report_path}: not a dcode eval report ({err})") from None
     ids = {r.id for r in recorded.results}
     tasks = [t for t in load_tasks(tasks_file) if t.id in ids]
+    if not tasks:
+        raise InputError(f"{tasks_file}: none of its holes is in {report_path} (use the --tasks file of that run)")
+    chooser = Rechooser(recorded, rule, best_of)
     settings = {**recorded.settings, "ending": rule, "best_of": best_of, "rechosen_from": str(report_path),
-                "tasks_file": str(tasks_file)}
-    return _evaluate_and_report(recorded.model, settings, tasks, rechosen_predictor(recorded, rule, best_of),
-                                on_result, partial_json)
+                "tasks_file": str(tasks_file), "kept_recorded": chooser.kept}
+    return _evaluate_and_report(recorded.model, settings, tasks, chooser, on_result, partial_json)
 
 
 def _evaluate_and_report(name: str, settings: dict, tasks: list[InfillTask], predict, on_result,
@@ -227,6 +233,10 @@ def eval_command(
         if tasks_file is None:
             raise typer.BadParameter("--rechoose needs the run's --tasks file")
         report = rechoose_eval(rechoose, tasks_file, ending, best_of, partial_json=json_path)
+        kept = report.settings["kept_recorded"]
+        if kept:
+            console.print(f"{len(kept)} holes kept the run's answer: it left no candidate of their first "
+                          f"branches (decode them to score them exactly): {', '.join(kept)}")
     else:
         report = run_eval(model, limit, data, functional_dir, threshold, tokens_per_step, seed, device,
                           functional=not no_functional, ltr=ltr, heldout=not no_heldout, multi=not no_multi,

@@ -213,28 +213,35 @@ def model_predictor(model, options_for: Callable[[InfillTask], object]) -> Predi
     return predict
 
 
-def rechosen_predictor(report: Report, rule: str | None = None, best_of: int | None = None) -> Predictor:
-    """Each hole's answer chosen again from the candidates a run recorded: those of its first
-    `best_of` branches (the greedy one first, as the decoder grows them), by ending rule `rule`
-    (dcode.diffusion.endings; None for either: the default for the hole's shape). This is what
-    decoding with those options answers, without decoding again, as long as `best_of` is at most
-    the run's: branches grow independently and the rule only picks among their endings. Passes,
-    tokens and time are the run's."""
-    from dcode.diffusion.endings import Ending, best_ending, default_best_of, default_rule
-    from dcode.errors import InputError
+class Rechooser:
+    """A predictor that chooses each hole's answer again from the candidates a run recorded:
+    those of its first `best_of` branches (the greedy one first, as the decoder grows them), by
+    ending rule `rule` (dcode.diffusion.endings; None for either: the default for the hole's
+    shape). Branches grow independently and the rule only picks among their endings, so this is
+    what decoding with those options answers, except where the run left none of those branches'
+    candidates: a branch given up beside a likelier one, or passed over because another branch
+    wrote the suffix's first lines. Such holes keep the run's answer and are listed in `kept`
+    (decode them to score them exactly). Passes, tokens and time are the run's."""
 
-    by_id = {r.id: r for r in report.results}
+    def __init__(self, report: Report, rule: str | None = None, best_of: int | None = None) -> None:
+        self.by_id = {r.id: r for r in report.results}
+        self.rule, self.best_of = rule, best_of
+        self.kept: list[str] = []
 
-    def predict(task: InfillTask) -> Prediction:
-        if task.id not in by_id:
+    def __call__(self, task: InfillTask) -> Prediction:
+        from dcode.diffusion.endings import Ending, best_ending, default_best_of, default_rule
+        from dcode.errors import InputError
+
+        if task.id not in self.by_id:
             raise InputError(f"{task.id}: not in the report being chosen again (use the --tasks file of its run)")
-        r = by_id[task.id]
-        branches = best_of or default_best_of(task.one_line)
+        r = self.by_id[task.id]
+        branches = self.best_of or default_best_of(task.one_line)
         endings = [Ending(**e) for e in r.endings or [] if e["branch"] < branches]
-        text = best_ending(endings, rule or default_rule(task.one_line)).text if endings else r.predicted
+        if not endings:
+            self.kept.append(task.id)
+            return Prediction(r.predicted, r.forward_passes, r.tokens, r.wall_s, r.endings)
+        text = best_ending(endings, self.rule or default_rule(task.one_line)).text
         return Prediction(text, r.forward_passes, r.tokens, r.wall_s, r.endings)
-
-    return predict
 
 
 def ltr_predictor(model, max_tokens_for: Callable[[InfillTask], int]) -> Predictor:

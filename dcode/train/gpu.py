@@ -159,7 +159,7 @@ def chosen_decoders(slugs: list[str] | None) -> tuple[Decoder, ...]:
     unknown = [s for s in slugs if s not in known]
     if unknown:
         raise SystemExit(f"unknown decoder {', '.join(unknown)} (choose from {', '.join(known)})")
-    return tuple(known[s] for s in slugs)
+    return tuple(known[s] for s in dict.fromkeys(slugs))  # a slug named twice runs once
 
 
 def shard_commands(decoder: Decoder, tasks: Path, work: Path, device: str | None) -> list[list[str]]:
@@ -249,11 +249,11 @@ def run_sharded_eval(args: argparse.Namespace) -> int:
     from dcode.model.adapted import convert_base
 
     start = time.perf_counter()
+    decoders = chosen_decoders(args.only)  # before the slow steps: a misspelt slug fails at once
     out = prepare(args)
     convert_base(locate_base(BaseManifest.load(SMALL), SMALL.name))  # once, not by every shard at the same time
     print(f"base converted in {time.perf_counter() - start:.1f} s", flush=True)
-    table = evaluate_sharded(Path(args.tasks), out, Path(args.work), args.device, args.deadline_s,
-                             chosen_decoders(args.only))
+    table = evaluate_sharded(Path(args.tasks), out, Path(args.work), args.device, args.deadline_s, decoders)
     (out / "eval-summary.json").write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
     print(f"\nwall {time.perf_counter() - start:.1f} s")
     print_eval_table(table)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from dcode.eval.harness import Report, TaskResult, rechosen_predictor
+from dcode.eval.harness import Rechooser, Report, TaskResult
 from dcode.eval.tasks import InfillTask, holdout_tasks, save_tasks
 from dcode.sources.packages import SourceFile
 
@@ -30,12 +30,12 @@ def test_the_rechosen_answer_follows_the_rule_and_keeps_the_run_s_costs():
                 "text_tokens": 9, "suffix_tokens": 10}]
     report = Report("m", {}, [], [_result("h1", endings, "    a = 1\n"), _result("h2", None, "    pass\n")])
     task = InfillTask("h1", "multi", "m.py", "def f():\n", "", "x = 1\n", "def f():\n", "")
-    short, whole = (rechosen_predictor(report, rule)(task) for rule in ("joint", "suffix"))
+    short, whole = (Rechooser(report, rule)(task) for rule in ("joint", "suffix"))
     assert (short.text, whole.text) == ("    a = 1\n", "    a = 1\n    return a\n")
     assert (whole.forward_passes, whole.tokens, whole.wall_s) == (9, 3, 0.5)
     # A hole decoded with one candidate (nothing was scored) keeps its answer under any rule.
     other = InfillTask("h2", "multi", "m.py", "def g():\n", "", "x = 1\n", "def g():\n", "")
-    assert rechosen_predictor(report, "mean")(other).text == "    pass\n"
+    assert Rechooser(report, "mean")(other).text == "    pass\n"
 
 
 def test_fewer_branches_choose_among_the_first_branches_endings_only():
@@ -44,12 +44,25 @@ def test_fewer_branches_choose_among_the_first_branches_endings_only():
                {"text": "    return\n", "branch": 0, "text_logp": -1.0, "suffix_logp": -12.0, "text_tokens": 2, "suffix_tokens": 8}]
     report = Report("m", {}, [], [_result("h1", endings, "    return b\n")])
     block = InfillTask("h1", "multi", "m.py", "def f():\n", "", "x = 1\ny = 2\n", "def f():\n", "")
-    assert rechosen_predictor(report, "suffix", 2)(block).text == "    return b\n"
-    assert rechosen_predictor(report, "suffix", 1)(block).text == "    return a\n"
+    assert Rechooser(report, "suffix", 2)(block).text == "    return b\n"
+    assert Rechooser(report, "suffix", 1)(block).text == "    return a\n"
     # No options: a block's defaults, the greedy branch and the suffix's own log p.
-    assert rechosen_predictor(report)(block).text == "    return a\n"
+    assert Rechooser(report)(block).text == "    return a\n"
     line = InfillTask("h1", "single", "m.py", "def f():\n", "", "    return a\n", "def f():\n", "")
-    assert rechosen_predictor(report)(line).text == "    return b\n"  # a line's: four branches, joint log p
+    assert Rechooser(report)(line).text == "    return b\n"  # a line's: four branches, joint log p
+
+
+def test_a_hole_whose_first_branches_left_no_candidate_keeps_the_run_s_answer_and_is_named():
+    """The greedy branch was given up (or passed over) in the run: one branch alone would have
+    grown it on, so its answer cannot be chosen from the record."""
+    endings = [{"text": "    return b\n", "branch": 1, "text_logp": -3.0, "suffix_logp": -1.0, "text_tokens": 3,
+                "suffix_tokens": 8}]
+    report = Report("m", {}, [], [_result("h1", endings, "    return b\n")])
+    block = InfillTask("h1", "multi", "m.py", "def f():\n", "", "x = 1\ny = 2\n", "def f():\n", "")
+    chooser = Rechooser(report, "suffix", 1)
+    assert chooser(block).text == "    return b\n" and chooser.kept == ["h1"]
+    both = Rechooser(report, "suffix", 2)
+    assert both(block).text == "    return b\n" and both.kept == []
 
 
 def test_a_run_s_own_rule_gives_its_answers_back(anchored, small, monkeypatch, tmp_path):
@@ -95,4 +108,14 @@ def test_rechoose_needs_a_rule_and_a_real_report(tmp_path):
     from dcode.eval.commands import rechoose_eval
 
     with pytest.raises(InputError, match="not a dcode eval report"):
+        rechoose_eval(report, holes)
+    # A report whose candidates lack their scores, and a report of other holes.
+    row = {"id": "x", "kind": "multi", "path": "m.py", "expected": "", "predicted": "", "exact": False, "similarity": 0.0,
+           "parses": True, "passed": None, "forward_passes": 1, "tokens": 1, "wall_s": 0.1}
+    report.write_text(json.dumps({"model": "m", "settings": {}, "summary": [],
+                                  "results": [{**row, "endings": [{"text": "a"}]}]}))
+    with pytest.raises(InputError, match="not a dcode eval report"):
+        rechoose_eval(report, holes)
+    report.write_text(json.dumps({"model": "m", "settings": {}, "summary": [], "results": [row]}))
+    with pytest.raises(InputError, match="none of its holes"):
         rechoose_eval(report, holes)

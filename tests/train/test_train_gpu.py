@@ -132,7 +132,7 @@ def test_only_the_named_decoders_run_and_an_unknown_name_is_refused():
     from dcode.train.gpu import DECODERS, chosen_decoders
 
     assert chosen_decoders(None) == DECODERS
-    assert [d.slug for d in chosen_decoders(["ltr-he-multi", "small-multi"])] == ["ltr-he-multi", "small-multi"]
+    assert [d.slug for d in chosen_decoders(["ltr-he-multi", "small-multi", "ltr-he-multi"])] == ["ltr-he-multi", "small-multi"]
     with pytest.raises(SystemExit, match="unknown decoder small-everything"):
         chosen_decoders(["small-everything"])
     # Every kind of hole has a decoder of dcode-small and of the base left to right.
