@@ -54,7 +54,7 @@ class Ending:
 # Measured on one H200 run of dcode-small (2026-12-04, weights/dcode-small/README.md): on one-line
 # holes four branches chosen by the joint log p are best (held-out exact 10% vs 7-9%, HumanEval
 # 44% tests); on blocks the greedy branch cut where the suffix follows best is (held-out multi-line
-# char sim 0.339 vs 0.280 for four branches by joint log p, HumanEval multi-line 0.355 vs 0.329),
+# char sim 0.366 vs 0.270 for four branches by joint log p, HumanEval multi-line 0.369 vs 0.329),
 # and one branch costs a quarter of the rows.
 ONE_LINE_BEST_OF, BLOCK_BEST_OF = 4, 1
 REFINE_BEST_OF = 4  # a refinement needs branches: the greedy one may write the old text again
