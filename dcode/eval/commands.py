@@ -129,21 +129,16 @@ def rechoose_eval(report_path: Path, tasks_file: Path, rule: str | None = None, 
     candidates it recorded, by `rule` among its first `best_of` branches (`Rechooser`);
     the holes are those of the run's `--tasks` file that the report holds (a stopped run or a
     shard keeps its share)."""
-    from dcode.diffusion.endings import Ending
     from dcode.errors import InputError
 
     try:
         recorded = Report.from_json(report_path.read_text(encoding="utf-8"))
-        for r in recorded.results:
-            for e in r.endings or []:
-                Ending(**e)  # a missing or unknown field raises TypeError
+        chooser = Rechooser(recorded, rule, best_of)  # reads every recorded candidate
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise InputError(f"{report_path}: not a dcode eval report ({err})") from None
-    ids = {r.id for r in recorded.results}
-    tasks = [t for t in load_tasks(tasks_file) if t.id in ids]
+    tasks = [t for t in load_tasks(tasks_file) if t.id in chooser.by_id]
     if not tasks:
         raise InputError(f"{tasks_file}: none of its holes is in {report_path} (use the --tasks file of that run)")
-    chooser = Rechooser(recorded, rule, best_of)
     settings = {**recorded.settings, "ending": rule, "best_of": best_of, "rechosen_from": str(report_path),
                 "tasks_file": str(tasks_file), "kept_recorded": chooser.kept}
     return _evaluate_and_report(recorded.model, settings, tasks, chooser, on_result, partial_json)

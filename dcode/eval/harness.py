@@ -224,19 +224,23 @@ class Rechooser:
     (decode them to score them exactly). Passes, tokens and time are the run's."""
 
     def __init__(self, report: Report, rule: str | None = None, best_of: int | None = None) -> None:
+        from dcode.diffusion.endings import Ending
+
         self.by_id = {r.id: r for r in report.results}
+        # Read once, here: a candidate with missing or unknown fields raises TypeError at once.
+        self.endings = {r.id: [Ending(**e) for e in r.endings or []] for r in report.results}
         self.rule, self.best_of = rule, best_of
         self.kept: list[str] = []
 
     def __call__(self, task: InfillTask) -> Prediction:
-        from dcode.diffusion.endings import Ending, best_ending, default_best_of, default_rule
+        from dcode.diffusion.endings import best_ending, default_best_of, default_rule
         from dcode.errors import InputError
 
         if task.id not in self.by_id:
             raise InputError(f"{task.id}: not in the report being chosen again (use the --tasks file of its run)")
         r = self.by_id[task.id]
         branches = self.best_of or default_best_of(task.one_line)
-        endings = [Ending(**e) for e in r.endings or [] if e["branch"] < branches]
+        endings = [e for e in self.endings[task.id] if e.branch < branches]
         if not endings:
             self.kept.append(task.id)
             return Prediction(r.predicted, r.forward_passes, r.tokens, r.wall_s, r.endings)
