@@ -24,7 +24,9 @@ CONTINUING = ("else", "elif", "except", "finally", ")", "]", "}")  # a line that
 @dataclass
 class Ending:
     """A candidate ending: its text, the branch it came from and, once scored, the base's
-    log-likelihood of its tokens (the healed lead included) and of the suffix head after it."""
+    log-likelihood of its tokens (the healed lead included) and of the suffix head after it.
+    A hole with one candidate, or no suffix to score by, is not scored: its endings keep zero
+    token counts and log p, and the decoder takes the first."""
 
     text: str
     branch: int
